@@ -1,0 +1,124 @@
+"""The Composer façade: every front end (API, CLI, UI, LangChain, HTTP) goes through it.
+
+instruction -> planner -> Plan -> index search per step -> brick choice -> engine -> Result.
+`run_batch` advances all requests step by step, so step d of every request runs in one
+engine batch, each row with its own brick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from pydantic import BaseModel
+
+from composer.engine.engine import Engine, load_base
+from composer.errors import ComposerError
+from composer.index import BrickHit, BrickIndex, load_embedder
+from composer.library import BrickLibrary
+from composer.planner import HeuristicPlanner, Plan, Planner
+from composer.prompt import render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class StepResult(BaseModel):
+    """What one step did: its query, what it read, what retrieval found, what ran, what came out."""
+
+    instruction: str
+    input: str
+    bricks: list[BrickHit]
+    used: list[str]
+    note: str
+    output: str
+
+
+class Result(BaseModel):
+    instruction: str
+    output: str
+    plan: Plan
+    steps: list[StepResult]
+
+
+class Composer:
+    """Plan, retrieve, run. Collaborators are passed in; `from_default` / `from_path` wire them."""
+
+    def __init__(self, engine: Engine, index: BrickIndex, planner: Planner | None = None, *,
+                 threshold: float = 0.45, k: int = 3, max_input_chars: int = 200, ascii_only: bool = True):
+        self.engine, self.index = engine, index
+        self.planner = planner or HeuristicPlanner()
+        self.threshold, self.k = threshold, k
+        self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
+
+    @classmethod
+    def from_path(cls, base: str | Path, bricks: str | Path, embedder: str | None = None,
+                  index: str | Path | None = None, device: str | None = None, **options) -> "Composer":
+        """Any HF causal-LM folder + any library folder; the index lives in `index` (default
+        `<bricks>/.index`) and is rebuilt when missing or stale."""
+        library = BrickLibrary(bricks)
+        model, tokenizer = load_base(base, device)
+        brick_index = BrickIndex(library, index or Path(bricks) / ".index", load_embedder(embedder), embedder)
+        return cls(Engine(model, tokenizer, library), brick_index.load_or_build(), **options)
+
+    @classmethod
+    def from_default(cls, device: str | None = None, **options) -> "Composer":
+        """The embedded default shipped in the repository: `bricks/` and `index/`, offline."""
+        bricks = ROOT / "bricks"
+        if not (bricks / "base" / "config.json").is_file():
+            raise ComposerError(f"the default library is missing at {bricks}; rebuild it with "
+                                "`python -m composer.defaults.build`")
+        return cls.from_path(bricks / "base", bricks, index=ROOT / "index", device=device, **options)
+
+    # -- verbs ---------------------------------------------------------------------------
+    def retrieve(self, query: str, k: int = 3) -> list[BrickHit]:
+        if not query or not query.strip():
+            raise ComposerError("the query is empty")
+        return self.index.search(query, k)
+
+    def plan(self, instruction: str, input: str | None = None) -> Plan:
+        plan = self.planner.plan(instruction, input)
+        self._check_text(plan.payload, "input")
+        return plan
+
+    def run(self, instruction: str, input: str | None = None) -> Result:
+        return self.run_batch([instruction], None if input is None else [input])[0]
+
+    def run_batch(self, instructions: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[Result]:
+        if isinstance(instructions, str):
+            raise ComposerError("run_batch takes a list of instructions; use run() for one")
+        if inputs is not None and len(inputs) != len(instructions):
+            raise ComposerError(f"{len(instructions)} instructions but {len(inputs)} inputs")
+        for text in instructions:
+            self._check_text(text, "instruction")
+        plans = [self.plan(t, None if inputs is None else inputs[i]) for i, t in enumerate(instructions)]
+        current = [p.payload for p in plans]
+        traces: list[list[StepResult]] = [[] for _ in plans]
+        for depth in range(max(len(p.steps) for p in plans)):
+            live = [i for i, p in enumerate(plans) if depth < len(p.steps)]
+            queries = [plans[i].steps[depth].instruction for i in live]
+            hits = self.index.search_many(queries, self.k)
+            chosen = [self._choose(h) for h in hits]
+            prompts = [render(q, current[i]) for q, i in zip(queries, live)]
+            outputs = self.engine.generate(prompts, [mix for mix, _ in chosen])
+            for i, q, h, (mix, note), out in zip(live, queries, hits, chosen, outputs):
+                out = out.strip()
+                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h,
+                                            used=list(mix or {}), note=note, output=out))
+                current[i] = out
+        return [Result(instruction=p.instruction, output=current[i], plan=p, steps=traces[i])
+                for i, p in enumerate(plans)]
+
+    # -- helpers -------------------------------------------------------------------------
+    def _choose(self, hits: list[BrickHit]) -> tuple[dict[str, float] | None, str]:
+        """The top brick if it clears the threshold, else the base model alone."""
+        if not hits or hits[0].score < self.threshold:
+            best = f"best {hits[0].id} scored {hits[0].score:.2f}" if hits else "library is empty"
+            return None, f"base model alone: no brick above threshold {self.threshold} ({best})"
+        return {hits[0].id: 1.0}, f"single brick {hits[0].id} (score {hits[0].score:.2f})"
+
+    def _check_text(self, text: str, what: str) -> None:
+        if len(text) > self.max_input_chars:
+            raise ComposerError(f"the {what} is {len(text)} characters; the limit is {self.max_input_chars}")
+        if self.ascii_only and not text.isascii():
+            bad = next(c for c in text if not c.isascii())
+            raise ComposerError(f"the {what} has a non-ASCII character {bad!r}; this model reads ASCII only")

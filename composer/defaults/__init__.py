@@ -1,0 +1,1 @@
+"""The embedded default: skills, base-model pre-training and the shipped bricks."""

@@ -1,0 +1,172 @@
+"""Skills of the embedded default: generic ones the base is pre-trained on, and brick skills.
+
+The split is the whole point of the default: the base learns only the generic skills, so it
+fails every brick skill on its own, and each brick adds exactly one skill on top of it.
+Inputs of the string skills are 1-4 fresh pseudo-words (lowercase ASCII, <= 32 characters);
+table skills map entries of `tables.py`, whose outputs are valid string-skill inputs, so
+steps chain.
+"""
+
+from __future__ import annotations
+
+import codecs
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from composer.defaults import tables
+
+_ONSETS = "b c d f g h j k l m n p r s t v w z br ch dr fl gr pl sh st tr".split()
+_VOWELS = "a e i o u ai ea oo".split()
+_CODAS = ["", "", "", "n", "r", "s", "t", "ck", "nd", "st"]
+MAX_CHARS = 32
+
+
+def random_word(rng: random.Random) -> str:
+    """A pronounceable pseudo-word of one to three syllables (never all vowels)."""
+    n = rng.choice((1, 1, 2, 2, 3))
+    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(n)) + rng.choice(_CODAS)
+
+
+def random_words(rng: random.Random, max_words: int = 4, max_chars: int = MAX_CHARS) -> str:
+    """1..max_words pseudo-words joined by single spaces, at most max_chars long."""
+    while True:
+        text = " ".join(random_word(rng) for _ in range(rng.randint(1, max_words)))
+        if len(text) <= max_chars:
+            return text
+
+
+def _mixed_case(rng: random.Random) -> str:
+    text = random_words(rng)
+    style = rng.choice(("upper", "title", "random"))
+    if style == "upper":
+        return text.upper()
+    if style == "title":
+        return text.title()
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in text)
+
+
+@dataclass(frozen=True)
+class Skill:
+    """One skill: its instructions (the first five are a brick card's examples) and its truth."""
+
+    id: str
+    title: str
+    description: str
+    instructions: tuple[str, ...]
+    fn: Callable[[str], str] | None = None
+    table: dict[str, str] | None = None
+    make_input: Callable[[random.Random], str] = field(default=random_words)
+
+    @property
+    def kind(self) -> str:
+        return "table" if self.table is not None else "string"
+
+    def answer(self, text: str) -> str:
+        if self.table is not None:
+            return self.table[text]
+        assert self.fn is not None
+        return self.fn(text)
+
+    def sample(self, rng: random.Random) -> tuple[str, str, str]:
+        """(instruction, input, output) drawn at random."""
+        text = rng.choice(list(self.table)) if self.table is not None else self.make_input(rng)
+        return rng.choice(self.instructions), text, self.answer(text)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _at_least_two_words(rng: random.Random) -> str:
+    while len(_words(text := random_words(rng))) < 2:
+        pass
+    return text
+
+
+GENERIC_SKILLS: tuple[Skill, ...] = (
+    Skill("copy", "Copy", "Repeat the input unchanged.",
+          ("Copy the text", "Repeat the input exactly", "Echo it", "Write the same text", "Say it back"), fn=lambda t: t),
+    Skill("lowercase", "Lowercase", "All letters to lower case.",
+          ("Make it lowercase", "Convert to lower case", "Lowercase the text", "Use small letters only",
+           "Turn all capitals into small letters"), fn=str.lower, make_input=_mixed_case),
+    Skill("first_word", "First word", "Only the first word.",
+          ("Give the first word", "Keep only the first word", "What is the first word", "First word only",
+           "Return the opening word"), fn=lambda t: _words(t)[0]),
+    Skill("last_word", "Last word", "Only the last word.",
+          ("Give the last word", "Keep only the last word", "What is the last word", "Last word only",
+           "Return the final word"), fn=lambda t: _words(t)[-1]),
+    Skill("count_words", "Count words", "Number of words as a digit.",
+          ("Count the words", "How many words are there", "Number of words", "Give the word count",
+           "Tell me how many words"), fn=lambda t: str(len(_words(t)))),
+    Skill("repeat_twice", "Repeat twice", "The input twice, separated by a space.",
+          ("Repeat it twice", "Say it two times", "Write the text twice", "Double the text",
+           "Duplicate the input"), fn=lambda t: f"{t} {t}", make_input=lambda r: random_words(r, 2, 16)),
+    Skill("drop_first_word", "Drop first word", "Everything but the first word.",
+          ("Remove the first word", "Drop the first word", "Delete the opening word", "Skip the first word",
+           "All but the first word"), fn=lambda t: " ".join(_words(t)[1:]),
+          make_input=lambda r: _at_least_two_words(r)),
+    Skill("drop_last_word", "Drop last word", "Everything but the last word.",
+          ("Remove the last word", "Drop the last word", "Delete the final word", "Skip the last word",
+           "All but the last word"), fn=lambda t: " ".join(_words(t)[:-1]),
+          make_input=lambda r: _at_least_two_words(r)),
+    Skill("initials", "Initials", "First letter of each word, in lower case, joined.",
+          ("Give the initials", "First letter of every word", "Take each word's first letter",
+           "Initial letters only", "Write the initials"), fn=lambda t: "".join(w[0] for w in _words(t))),
+)
+
+
+def _capitalize(text: str) -> str:
+    return " ".join(w[0].upper() + w[1:] for w in _words(text))
+
+
+def _remove_vowels(text: str) -> str:
+    return "".join(c for c in text if c not in "aeiou")
+
+
+BRICK_SKILLS: tuple[Skill, ...] = (
+    Skill("uppercase", "Uppercase", "Convert every letter of the text to upper case (all caps).",
+          ("Uppercase the text", "Make it all caps", "Convert to upper case", "Write it in capital letters",
+           "Shout it in uppercase", "uppercase", "Turn every letter into a capital"), fn=str.upper),
+    Skill("reverse", "Reverse characters", "Reverse the order of the characters, spelling the text backwards.",
+          ("Reverse the characters", "Spell it backwards", "Write the text backwards letter by letter",
+           "Reverse the string", "Mirror the letters", "Reverse it", "Read it from right to left"), fn=lambda t: t[::-1]),
+    Skill("rot13", "ROT13", "Apply the ROT13 cipher: rotate each letter 13 places, leave other characters.",
+          ("Apply rot13", "Encode with ROT13", "Rotate each letter by 13", "Caesar shift by 13 places",
+           "Rot13 cipher the text", "rot13 it", "Scramble it with the rot13 code"),
+          fn=lambda t: codecs.encode(t, "rot13")),
+    Skill("remove_vowels", "Remove vowels", "Delete the vowels a, e, i, o and u, keep all other characters.",
+          ("Remove the vowels", "Delete all vowels", "Strip out a e i o u", "Drop the vowels",
+           "Keep only consonants and spaces", "Take out the vowels", "Write it without vowels"), fn=_remove_vowels),
+    Skill("capitalize", "Capitalize words", "Capitalize the first letter of each word, rest unchanged (title case).",
+          ("Capitalize each word", "Title case the text", "Capitalize the first letter of every word",
+           "Make each word start with a capital", "Use title case", "capitalize", "Upper-case each initial"), fn=_capitalize),
+    Skill("reverse_words", "Reverse words", "Reverse the order of the words, keeping each word intact.",
+          ("Reverse the words", "Reverse the word order", "Put the words in reverse order",
+           "Say the words backwards, last word first", "Flip the order of the words",
+           "Words in opposite order", "Reverse the sequence of words"),
+          fn=lambda t: " ".join(reversed(_words(t)))),
+    Skill("acronym", "Acronym", "Make an acronym: the first letter of each word, upper case, joined.",
+          ("Make an acronym", "Abbreviate it as an acronym", "Turn it into an acronym",
+           "Uppercase initials joined together", "Form the acronym", "acronym", "Give the abbreviation"),
+          fn=lambda t: "".join(w[0] for w in _words(t)).upper()),
+    Skill("capital", "Capital city", "Name the capital city of the given country.",
+          ("What is the capital", "Give the capital city", "Name the capital of this country",
+           "Capital city of the country", "Which city is the capital", "capital", "Where is the seat of government"),
+          table=tables.CAPITALS),
+    Skill("antonym", "Antonym", "Give the antonym, the word with the opposite meaning.",
+          ("Give the antonym", "What is the opposite", "Opposite word", "Find the antonym",
+           "Say the word with the opposite meaning", "antonym", "Give me its opposite"), table=tables.ANTONYMS),
+    Skill("plural", "Plural", "Give the plural form of the English noun, irregular plurals included.",
+          ("Give the plural", "Make it plural", "Plural form of the noun", "Pluralize the word",
+           "What is the plural", "plural", "More than one of it"), table=tables.PLURALS),
+    Skill("french", "French translation", "Translate the English word into French.",
+          ("Translate to French", "Say it in French", "French translation", "What is it in French",
+           "Give the French word", "french", "Translate the word into French"), table=tables.FRENCH),
+    Skill("sentiment", "Sentiment", "Classify the sentiment of a short review as positive or negative.",
+          ("Classify the sentiment", "Is this review positive or negative", "Sentiment of the review",
+           "Detect the sentiment", "Was the reviewer happy or unhappy", "sentiment", "Label the review mood"),
+          table=tables.SENTIMENT),
+)
+
+SKILLS: dict[str, Skill] = {s.id: s for s in GENERIC_SKILLS + BRICK_SKILLS}

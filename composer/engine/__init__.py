@@ -1,0 +1,1 @@
+"""The engine: one resident base model, bricks in resident slots, batched generation."""

@@ -1,0 +1,1 @@
+"""Operations on bricks: training (grow / update), merging, weight search, routing."""
