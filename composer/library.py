@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 
 from composer.errors import ComposerError
-from composer.storage import write_json
+from composer.storage import recover, write_json
 
 CARD = "brick.json"
 BASE_DIR = "base"
@@ -87,10 +87,13 @@ def fingerprint(model) -> str:
 class BrickLibrary:
     """Reads and validates a library folder; every write is atomic."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
         if not self.root.is_dir():
             raise LibraryError(f"brick library not found: {self.root} is not a folder")
+        recover(self.root)
 
     @property
     def base_path(self) -> Path:

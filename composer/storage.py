@@ -1,7 +1,8 @@
 """Crash-safe writes: a file or folder is built beside its target, then renamed over it.
 
-A reader never sees a half-written file; a process killed mid-write leaves only a stray
-temp path, which the next writer removes.
+A reader never sees a half-written file. Folders cannot be swapped in one rename, so a
+folder swap is two renames (target -> `.name.X.old`, temp -> target); `recover` finishes or
+undoes a swap that a killed process left half done, and removes stray temp paths.
 """
 
 from __future__ import annotations
@@ -49,3 +50,19 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(root: Path) -> None:
+    """Make `root`'s entries whole after a crash: restore a target whose swap was cut between
+    its two renames, then delete leftover temp and old paths."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for leftover in sorted(root.glob(".*.old")) + sorted(root.glob(".*.tmp")):
+        name = leftover.name[1:].rsplit(".", 2)[0]
+        if leftover.suffix == ".old" and not (root / name).exists():
+            os.replace(leftover, root / name)
+        elif leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)

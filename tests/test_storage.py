@@ -37,3 +37,17 @@ def test_atomic_dir_replaces(tmp_path):
             (tmp / "f").write_text(v)
     assert (target / "f").read_text() == "v2"
     assert [p.name for p in tmp_path.iterdir()] == ["brick"]
+
+
+def test_recover_restores_a_swap_cut_between_its_renames(tmp_path):
+    from composer.storage import recover
+
+    (tmp_path / ".brick.abc.old").mkdir()
+    (tmp_path / ".brick.abc.old" / "f").write_text("v1")
+    (tmp_path / ".brick.def.tmp").mkdir()
+    (tmp_path / ".card.json.123.tmp").write_text("half")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / ".kept.xyz.old").mkdir()
+    recover(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["brick", "kept"]
+    assert (tmp_path / "brick" / "f").read_text() == "v1"

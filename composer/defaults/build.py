@@ -38,16 +38,27 @@ def build_base(out: Path) -> None:
         write_json(tmp / "training.json", {
             "skills": [s.id for s in base.GENERIC_SKILLS], "config": base.BASE_TRAIN.__dict__,
             "final_loss": round(sum(losses[-50:]) / 50, 4), "seconds": round(time.time() - start)})
+    evaluate_base(out)
+
+
+def evaluate_base(path: Path) -> None:
+    """Add the shipped (fp16-stored) base's exact match per generic skill to training.json."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    info = json.loads((path / "training.json").read_text())
+    info["generic_exact_match"] = {s.id: exact_match(model, tokenizer, eval_set(s, size=50))
+                                   for s in base.GENERIC_SKILLS}
+    write_json(path / "training.json", info)
 
 
 def eval_set(skill: Skill, seed: int = 12345, size: int = EVAL_SIZE) -> list[Example]:
-    """Fresh inputs (another seed than training) or the whole table, examples cycled."""
-    examples = skill.instructions[:5]
+    """Fresh inputs (another seed than training) or the whole table, instructions cycled."""
+    said = skill.instructions
     if skill.table is not None:
-        return [(examples[i % 5], x, y) for i, (x, y) in enumerate(skill.table.items())]
+        return [(said[i % len(said)], x, y) for i, (x, y) in enumerate(skill.table.items())]
     rng = random.Random(seed)
     inputs = [skill.make_input(rng) for _ in range(size)]
-    return [(examples[i % 5], x, skill.answer(x)) for i, x in enumerate(inputs)]
+    return [(said[i % len(said)], x, skill.answer(x)) for i, x in enumerate(inputs)]
 
 
 def brick_sampler(skill: Skill):
@@ -83,7 +94,7 @@ def build_brick(skill: Skill, out: Path, base_path: Path) -> dict:
     with model.disable_adapter():
         base_em = exact_match(model, tokenizer, evals)
     card = BrickCard(
-        id=skill.id, title=skill.title, description=skill.description, examples=list(skill.instructions[:5]),
+        id=skill.id, title=skill.title, description=skill.description, examples=list(skill.instructions),
         base_fingerprint=base_fp, base_architecture=model.config.architectures[0] if model.config.architectures else "",
         metrics=Metrics(exact_match=em, base_exact_match=base_em, samples=len(evals),
                         eval="whole table" if skill.table is not None else f"{len(evals)} fresh random inputs"),
@@ -100,19 +111,66 @@ def build_brick(skill: Skill, out: Path, base_path: Path) -> dict:
     return card.metrics.model_dump()
 
 
+def _build_brick_job(skill_id: str, out: Path) -> dict:
+    torch.set_num_threads(1)  # one core per job: two 2-thread jobs on 2 cores thrash
+    return build_brick(SKILLS[skill_id], out, out / "base")
+
+
+def build_bricks(out: Path, ids: list[str], jobs: int) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    if jobs <= 1:
+        for skill_id in ids:
+            build_brick(SKILLS[skill_id], out, out / "base")
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        for result in pool.map(_build_brick_job, ids, [out] * len(ids)):
+            pass
+
+
+def build_index(out: Path, index_dir: Path) -> None:
+    from composer.index import BrickIndex
+    from composer.library import BrickLibrary
+
+    index = BrickIndex(BrickLibrary(out), index_dir).build()
+    print(f"index: {len(index._rows)} vectors for {len(set(index._rows))} bricks in {index_dir}")
+
+
+def report(out: Path) -> str:
+    """The accuracy table README shows, read back from the cards."""
+    from composer.library import BrickLibrary
+
+    lines = ["| brick | kind of input | samples | exact match, base + brick | exact match, base alone |",
+             "|---|---|---|---|---|"]
+    for card in BrickLibrary(out).cards():
+        m = card.metrics
+        lines.append(f"| `{card.id}` | {m.eval} | {m.samples} | {m.exact_match:.0%} | {m.base_exact_match:.0%} |")
+    base_info = json.loads((out / "base" / "training.json").read_text())
+    lines += ["", "Base model on its own (generic) pre-training skills, exact match on 50 fresh inputs each:", "",
+              "| skill | exact match |", "|---|---|"]
+    lines += [f"| `{k}` | {v:.0%} |" for k, v in base_info.get("generic_exact_match", {}).items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=["all", "base", "bricks", "index"], default="all")
+    parser.add_argument("--stage", choices=["all", "base", "base-eval", "bricks", "index", "report"], default="all")
     parser.add_argument("--only", default="", help="comma-separated brick ids (bricks stage)")
+    parser.add_argument("--jobs", type=int, default=2, help="bricks trained in parallel, one core each")
     parser.add_argument("--out", type=Path, default=ROOT / "bricks")
+    parser.add_argument("--index", type=Path, default=ROOT / "index")
     args = parser.parse_args()
     if args.stage in ("all", "base"):
         build_base(args.out / "base")
+    if args.stage == "base-eval":
+        evaluate_base(args.out / "base")
     if args.stage in ("all", "bricks"):
         wanted = set(filter(None, args.only.split(","))) or {s.id for s in BRICK_SKILLS}
-        for skill in BRICK_SKILLS:
-            if skill.id in wanted:
-                build_brick(skill, args.out, args.out / "base")
+        build_bricks(args.out, [s.id for s in BRICK_SKILLS if s.id in wanted], args.jobs)
+    if args.stage in ("all", "index"):
+        build_index(args.out, args.index)
+    if args.stage in ("all", "report"):
+        print(report(args.out))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,176 @@
+"""The types every merge method shares: LoRA factors in, LoRA factors out, parameters as data.
+
+A LoRA module adds ΔW = s · B @ A to a base weight W `[d_out, d_in]`, with A `[r, d_in]`,
+B `[d_out, r]` and s = alpha / r (alpha / √r with rsLoRA). An adapter is a dict from module
+name (as in the base model, e.g. `model.layers.0.self_attn.q_proj`) to its factors. A merge
+method maps n adapters and n weights to one adapter whose modules all have s = 1 (the scale
+is folded into the factors, as peft's `add_weighted_adapter` does by saving alpha = r).
+
+Each method is a `MergeMethod`: its name, paper, parameters declared as `Param` data, and a
+pure function. `MergeMethod.resolve` checks user parameters against the declarations, so
+every method rejects unknown or invalid options the same way, listing the valid ones.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from composer.errors import ComposerError
+
+
+@dataclass(frozen=True)
+class LoraFactors:
+    """One module's LoRA: ΔW = scale · b @ a, with a `[r, d_in]` and b `[d_out, r]`."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    scale: float = 1.0
+
+    @property
+    def rank(self) -> int:
+        return self.a.shape[0]
+
+    def delta(self) -> torch.Tensor:
+        """ΔW `[d_out, d_in]` in float32."""
+        return self.scale * (self.b.float() @ self.a.float())
+
+
+Adapter = Mapping[str, LoraFactors]
+
+
+@dataclass(frozen=True)
+class MergedAdapter:
+    """A merge's output: factors per module (scale 1) plus what a peft config needs."""
+
+    modules: dict[str, LoraFactors]
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def r(self) -> int:
+        """The most common rank; modules of another rank go in `rank_pattern`."""
+        return Counter(f.rank for f in self.modules.values()).most_common(1)[0][0]
+
+    @property
+    def rank_pattern(self) -> dict[str, int]:
+        """Full module name -> rank, for modules whose rank differs from `r` (e.g. a `cat`
+        of adapters that cover different modules)."""
+        r = self.r
+        return {name: f.rank for name, f in sorted(self.modules.items()) if f.rank != r}
+
+    @property
+    def target_modules(self) -> list[str]:
+        """Leaf names (`q_proj`, ...) as peft writes them; a leaf that matches a module this
+        adapter has no tensors for gets peft's zero-B init there, i.e. no change."""
+        return sorted({name.rsplit(".", 1)[-1] for name in self.modules})
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared parameter: `check(value)` must hold, `rule` says what it demands."""
+
+    name: str
+    type: type
+    default: Any = None
+    required: bool = False
+    check: Callable[[Any], bool] = lambda _: True
+    rule: str = ""
+    help: str = ""
+
+    def coerce(self, value: Any, method: str) -> Any:
+        """`value` as `type` (any integral number for int, any real for float), or raise."""
+        kind = {int: numbers.Integral, float: numbers.Real}.get(self.type, self.type)
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if ok and kind is not self.type:
+            value = self.type(value)
+        if not ok or not self.check(value):
+            want = self.rule or f"a {self.type.__name__}"
+            raise ComposerError(f"merge method {method!r}: {self.name}={value!r} is invalid; it must be {want}")
+        return value
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A named merge: `merge(adapters, weights, **params) -> {module: LoraFactors}`."""
+
+    name: str
+    paper: str
+    summary: str
+    params: tuple[Param, ...]
+    merge: Callable[..., dict[str, LoraFactors]]
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Declared parameters with defaults filled in; unknown or bad ones raise.
+
+        A value of None means "not given", so a front end may pass every option it has.
+        """
+        given = {k: v for k, v in given.items() if v is not None}
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            valid = ", ".join(known) or "none"
+            raise ComposerError(f"merge method {self.name!r} has no parameter {', '.join(unknown)}; "
+                                f"its parameters: {valid}")
+        out = {}
+        for p in self.params:
+            if p.name in given:
+                out[p.name] = p.coerce(given[p.name], self.name)
+            elif p.required:
+                raise ComposerError(f"merge method {self.name!r} needs {p.name} ({p.rule or p.help})")
+            else:
+                out[p.name] = p.default
+        return out
+
+
+# Parameters several methods share, declared once.
+DENSITY = Param("density", float, required=True, check=lambda d: 0.0 < d <= 1.0, rule="a float with 0 < density <= 1",
+                help="share of each task tensor's entries kept by pruning")
+MAJORITY_SIGN = Param("majority_sign_method", str, default="total", check=lambda m: m in ("total", "frequency"),
+                      rule="'total' or 'frequency'",
+                      help="how each entry's sign is elected: by summed value or by vote")
+SEED = Param("seed", int, default=0, rule="an int", help="seed of the random drop mask")
+
+
+def modules_of(adapters: Sequence[Adapter], weights: Sequence[float]) -> dict[str, list[tuple[LoraFactors, float]]]:
+    """Module name -> the (factors, weight) of every adapter that has that module, in order.
+
+    Like peft, an adapter that lacks a module simply takes no part in that module's merge.
+    """
+    out: dict[str, list[tuple[LoraFactors, float]]] = {}
+    for adapter, weight in zip(adapters, weights):
+        for name, factors in adapter.items():
+            out.setdefault(name, []).append((factors, float(weight)))
+    return dict(sorted(out.items()))
+
+
+def factorwise(adapters: Sequence[Adapter], weights: Sequence[float], method: str,
+               combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, LoraFactors]:
+    """Combine the A's with each other and the B's with each other (peft's LoRA task arithmetic).
+
+    Adapter i's effective weight c_i = w_i · s_i is split between its factors:
+    a_i ← sign(c_i)·√|c_i| · A_i and b_i ← √|c_i| · B_i, so a single adapter merged alone
+    gives exactly c_i · B_i A_i. `combine(stack [n, ...], coefficients [n]) -> tensor` then
+    merges the n A's and, separately, the n B's. The result is not Σ c_i B_i A_i (cross
+    terms B_i A_j appear); that is peft's semantics, and what `cat`/`svd` avoid.
+    All adapters must have the same rank at each module.
+    """
+    out = {}
+    for name, parts in modules_of(adapters, weights).items():
+        ranks = {f.rank for f, _ in parts}
+        if len(ranks) > 1:
+            raise ComposerError(f"merge method {method!r} needs the same LoRA rank in every adapter, but module "
+                                f"{name!r} has ranks {sorted(ranks)}; use 'cat' or 'svd' to merge different ranks")
+        c = [w * f.scale for f, w in parts]
+        coef_a = torch.tensor([math.copysign(math.sqrt(abs(x)), x) for x in c])
+        coef_b = torch.tensor([math.sqrt(abs(x)) for x in c])
+        dtype = parts[0][0].a.dtype
+        a = combine(torch.stack([f.a.float() for f, _ in parts]), coef_a)
+        b = combine(torch.stack([f.b.float() for f, _ in parts]), coef_b)
+        out[name] = LoraFactors(a=a.to(dtype), b=b.to(dtype))
+    return out

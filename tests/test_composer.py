@@ -1,0 +1,76 @@
+"""The façade on tiny random models of five real architectures: plan -> retrieve -> run -> trace."""
+
+import pytest
+
+from composer import Composer, ComposerError
+from composer.library import BrickLibrary
+from tests.helpers import ARCHITECTURES, add_random_brick, save_base, tiny_model
+
+
+@pytest.fixture(scope="module")
+def embedder_path():
+    from composer.index import default_embedder_path
+
+    return default_embedder_path()
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_any_hf_causal_lm_with_any_peft_brick(tmp_path, arch, embedder_path):
+    base = tiny_model(arch)
+    save_base(base, tmp_path / "base")
+    library = BrickLibrary(tmp_path / "lib", create=True)
+    add_random_brick(library, base, "shout", "Convert every letter to upper case.", ["Make it all caps"])
+    c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path, ascii_only=False)
+
+    r = c.run("Make it all caps, then copy the text: hello")
+    assert [s.instruction for s in r.steps] == ["Make it all caps", "copy the text"]
+    assert r.steps[0].used == ["shout"] and r.steps[0].bricks[0].id == "shout"
+    assert r.steps[1].used == [] and "base model alone" in r.steps[1].note
+    assert r.steps[1].input == r.steps[0].output and r.output == r.steps[1].output
+
+    # the brick really changes what the model says, and run_batch agrees with run
+    alone = c.run("copy the text", input="hello")
+    batch = c.run_batch(["Make it all caps: hello", "copy the text: hello"])
+    assert batch[0].output == c.run("Make it all caps: hello").output
+    assert batch[1].output == alone.output
+
+
+@pytest.fixture(scope="module")
+def llama_composer(tmp_path_factory, embedder_path):
+    root = tmp_path_factory.mktemp("llama")
+    base = tiny_model("llama")
+    save_base(base, root / "base")
+    add_random_brick(BrickLibrary(root / "lib", create=True), base, "shout", "upper case", ["Make it all caps"])
+    return Composer.from_path(root / "base", root / "lib", embedder=embedder_path, max_input_chars=40)
+
+
+@pytest.mark.parametrize("instruction, message", [
+    ("", "empty"), ("   ", "empty"), ("Make it all caps: héllo", "non-ASCII"),
+    ("Make it all caps: " + "x" * 41, "limit is 40"), ("Make it all caps", "no input found"),
+])
+def test_bad_input_is_a_clear_error(llama_composer, instruction, message):
+    with pytest.raises(ComposerError, match=message):
+        llama_composer.run(instruction)
+
+
+def test_retrieve_validates(llama_composer):
+    assert llama_composer.retrieve("all caps please", k=1)[0].id == "shout"
+    with pytest.raises(ComposerError):
+        llama_composer.retrieve("  ")
+
+
+def test_brick_for_another_base_is_refused(tmp_path, embedder_path):
+    base, other = tiny_model("llama", seed=0), tiny_model("llama", seed=1)
+    save_base(base, tmp_path / "base")
+    add_random_brick(BrickLibrary(tmp_path / "lib", create=True), other, "shout", "upper case", ["Make it all caps"])
+    c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)
+    with pytest.raises(ComposerError, match="made for base"):
+        c.run("Make it all caps: hi")
+
+
+def test_missing_base_or_library(tmp_path, embedder_path):
+    with pytest.raises(ComposerError, match="not found"):
+        Composer.from_path(tmp_path / "base", tmp_path / "nope", embedder=embedder_path)
+    (tmp_path / "lib").mkdir()
+    with pytest.raises(ComposerError, match="config.json"):
+        Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)

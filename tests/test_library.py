@@ -1,0 +1,59 @@
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from composer.library import BrickCard, BrickLibrary, LibraryError, check_id, fingerprint
+
+
+def tiny_llama(seed=0):
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+
+
+def card(brick_id="upper", **kw):
+    fields = dict(id=brick_id, title="Upper", description="all caps", examples=["shout it"],
+                  base_fingerprint="0" * 16)
+    return BrickCard(**{**fields, **kw})
+
+
+def test_fingerprint_tracks_weights_not_dtype():
+    a, b = tiny_llama(0), tiny_llama(1)
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint(a) == fingerprint(tiny_llama(0))
+    half = tiny_llama(0).half().float()
+    assert fingerprint(half) == fingerprint(half.to(torch.float16))
+
+
+def test_cards_round_trip_and_fingerprint_changes(tmp_path):
+    library = BrickLibrary(tmp_path)
+    library.write_card(card())
+    before = library.fingerprint()
+    assert library.ids() == ["upper"] and library.card("upper").examples == ["shout it"]
+    library.write_card(card(description="changed"))
+    assert library.fingerprint() != before
+
+
+def test_base_folder_and_hidden_folders_are_not_bricks(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / ".index").mkdir()
+    BrickLibrary(tmp_path).write_card(card())
+    assert BrickLibrary(tmp_path).ids() == ["upper"]
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "UPPER", "-x", "x" * 65, "a b"])
+def test_ids_that_could_escape_or_break_are_refused(bad):
+    with pytest.raises(LibraryError, match="invalid brick id"):
+        check_id(bad)
+
+
+def test_missing_library_and_unknown_and_corrupt_cards(tmp_path):
+    with pytest.raises(LibraryError, match="not found"):
+        BrickLibrary(tmp_path / "nope")
+    library = BrickLibrary(tmp_path)
+    with pytest.raises(LibraryError, match="unknown brick 'ghost'"):
+        library.card("ghost")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "brick.json").write_text('{"id": "broken"')
+    with pytest.raises(LibraryError, match="corrupt brick card"):
+        library.card("broken")
