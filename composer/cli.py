@@ -31,6 +31,9 @@ def main(base: Optional[Path] = typer.Option(None, help="Hugging Face model fold
          embedder: Optional[str] = typer.Option(None, help="sentence-transformers model path."),
          device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present).")):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _state.update(base=base, bricks=bricks, embedder=embedder, device=device)
 
 
@@ -60,7 +63,11 @@ def _library_paths():
 
 
 def _composer():
+    from transformers.utils import logging as hf_logging
+
     from composer import Composer
+
+    hf_logging.disable_progress_bar()
 
     if _state.get("bricks") or _state.get("base"):
         bricks, index = _library_paths()
@@ -76,6 +83,9 @@ def run(instruction: str = typer.Argument(..., help="What to do, e.g. 'Reverse t
         input: Optional[str] = typer.Option(None, "--input", "-i", help="The payload, if not in the instruction."),
         as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON.")):
     """Plan an instruction, retrieve bricks for each step, run them and print the trace."""
+    from composer.planner import HeuristicPlanner
+
+    HeuristicPlanner().plan(instruction, input)  # a bad instruction fails before any model loads
     result = _composer().run(instruction, input=input)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -19,9 +22,10 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 
 from composer.errors import ComposerError
-from composer.storage import recover, write_json
+from composer.storage import atomic_dir, recover, write_json
 
 CARD = "brick.json"
+HISTORY = ".versions"  # inside a brick folder: one full snapshot per older version
 BASE_DIR = "base"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
@@ -132,3 +136,82 @@ class BrickLibrary:
                 if f.is_file():
                     h.update(hashlib.sha256(f.read_bytes()).digest())
         return h.hexdigest()[:16]
+
+    # -- writes: each one a single atomic folder swap -----------------------------------
+    def commit(self, brick_id: str, write, new_version: bool = False) -> BrickCard:
+        """Write a brick through `write(folder) -> BrickCard` into a temp folder, then swap it in.
+
+        A new id starts at version 1. With `new_version`, the active files are kept as a
+        snapshot under `.versions/v<N>` and the new files become version max+1; without it an
+        existing id is refused (no silent overwrite).
+        """
+        path = self.path(brick_id)
+        exists = (path / CARD).is_file()
+        if exists and not new_version:
+            raise LibraryError(f"brick {brick_id!r} already exists; remove it first or pick another id")
+        if new_version and not exists:
+            raise LibraryError(f"unknown brick {brick_id!r}: nothing to update")
+        with atomic_dir(path) as tmp:
+            version = 1
+            if exists:
+                current = self.card(brick_id)
+                _copy_history(path, tmp)
+                _snapshot(path, tmp / HISTORY / f"v{current.version}")
+                version = max(self.versions(brick_id)) + 1
+            card = write(tmp).model_copy(update={"id": brick_id, "version": version})
+            write_json(tmp / CARD, card.model_dump())
+        return card
+
+    def versions(self, brick_id: str) -> list[int]:
+        """Every version kept for a brick, the active one included, ascending."""
+        history = self.path(brick_id) / HISTORY
+        kept = [int(p.name[1:]) for p in history.iterdir() if p.name[1:].isdigit()] if history.is_dir() else []
+        return sorted({*kept, self.card(brick_id).version})
+
+    def rollback(self, brick_id: str, to: int | None = None) -> BrickCard:
+        """Make an older version active again (default: the one before the active one)."""
+        current = self.card(brick_id).version
+        older = [v for v in self.versions(brick_id) if v != current]
+        target = to if to is not None else max((v for v in older if v < current), default=None)
+        if target is None or target not in older:
+            raise LibraryError(f"brick {brick_id!r} has no version {target} to roll back to "
+                               f"(versions: {self.versions(brick_id)}, active: {current})")
+        path = self.path(brick_id)
+        with atomic_dir(path) as tmp:
+            _copy_history(path, tmp, skip=f"v{target}")
+            _snapshot(path, tmp / HISTORY / f"v{current}")
+            _snapshot(path / HISTORY / f"v{target}", tmp)
+        return self.card(brick_id)
+
+    def remove(self, brick_id: str) -> None:
+        """Delete a brick and its history: one rename makes it vanish, then the files go."""
+        path = self.path(brick_id)
+        if not (path / CARD).is_file():
+            raise LibraryError(f"unknown brick {brick_id!r}")
+        gone = path.with_name(f".{brick_id}.{uuid.uuid4().hex}.tmp")
+        os.replace(path, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+
+
+def _snapshot(src: Path, dst: Path) -> None:
+    """Copy a version's own files (not its history) from src to dst, hard-linking when possible."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file():
+            _link_or_copy(f, dst / f.name)
+
+
+def _copy_history(src: Path, dst: Path, skip: str = "") -> None:
+    history = src / HISTORY
+    if history.is_dir():
+        for version in history.iterdir():
+            if version.name != skip:
+                _snapshot(version, dst / HISTORY / version.name)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Files are never modified in place (only replaced), so a hard link is a safe copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
