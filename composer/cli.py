@@ -112,6 +112,131 @@ def bricks_list():
         typer.echo(f"{card.id:16} {card.kind:10} v{card.version}  {score}  {card.title}")
 
 
+def _library():
+    from composer.library import BrickLibrary
+
+    return BrickLibrary(_library_paths()[0])
+
+
+def _base_path() -> Path:
+    return _state.get("base") or _library_paths()[0] / "base"
+
+
+def _reindex() -> None:
+    """Persist a fresh index after a library write (the index would also notice on next use)."""
+    from transformers.utils import logging as hf_logging
+
+    from composer.index import BrickIndex, load_embedder
+
+    hf_logging.disable_progress_bar()
+    bricks, folder = _library_paths()
+    BrickIndex(_library(), folder, load_embedder(_state.get("embedder")), _state.get("embedder")).load_or_build()
+
+
+@bricks_app.command("show")
+@user_errors
+def bricks_show(brick_id: str):
+    """Print a brick's card and its versions."""
+    library = _library()
+    typer.echo(library.card(brick_id).model_dump_json(indent=2))
+    typer.echo(f"versions: {library.versions(brick_id)}")
+
+
+@bricks_app.command("add")
+@user_errors
+def bricks_add(path: Path, id: Optional[str] = typer.Option(None, "--id", help="Brick id (default: folder name)."),
+               title: Optional[str] = typer.Option(None), description: Optional[str] = typer.Option(None),
+               example: list[str] = typer.Option([], "--example", help="An instruction it serves (repeatable)."),
+               force: bool = typer.Option(False, help="Accept a brick made for other weights of this architecture."),
+               max_rank: int = typer.Option(64, help="Largest rank the engine's slots hold.")):
+    """Validate a peft LoRA folder against the base and add it to the library."""
+    from composer.engine.engine import load_base
+    from composer.ops.add import add_brick
+
+    base, _ = load_base(_base_path(), "cpu")
+    card = add_brick(_library(), path, base, brick_id=id, title=title, description=description,
+                     examples=example or None, force=force, max_rank=max_rank)
+    _reindex()
+    typer.echo(f"added {card.id} (v{card.version})")
+
+
+@bricks_app.command("remove")
+@user_errors
+def bricks_remove(brick_id: str):
+    """Delete a brick and all its versions."""
+    _library().remove(brick_id)
+    _reindex()
+    typer.echo(f"removed {brick_id}")
+
+
+@bricks_app.command("merge")
+@user_errors
+def bricks_merge(sources: list[str] = typer.Argument(..., help="ID[:WEIGHT] ..."),
+                 into: str = typer.Option(..., "--into", help="Id of the new brick."),
+                 method: str = typer.Option("linear", help="linear, cat, svd, ties, dare_linear, dare_ties, "
+                                                           "magnitude_prune"),
+                 density: Optional[float] = typer.Option(None), svd_rank: Optional[int] = typer.Option(None),
+                 seed: Optional[int] = typer.Option(None)):
+    """Merge bricks into a new brick; the card records sources, method and weights."""
+    from composer.errors import ComposerError
+    from composer.ops.merge import merge_bricks
+
+    pairs = []
+    for item in sources:
+        brick_id, _, weight = item.partition(":")
+        try:
+            pairs.append((brick_id, float(weight) if weight else 1.0))
+        except ValueError:
+            raise ComposerError(f"bad weight in {item!r}: use ID or ID:WEIGHT, e.g. capital:0.5") from None
+    card = merge_bricks(_library(), pairs, into, method, density=density, svd_rank=svd_rank, seed=seed)
+    _reindex()
+    typer.echo(f"merged {', '.join(i for i, _ in pairs)} into {card.id} ({card.source['merge']['method']})")
+
+
+def _train_config(steps: int, seed: int, lr: float):
+    from composer.ops.train import TrainConfig
+
+    return TrainConfig(steps=steps, batch_size=16, lr=lr, warmup=min(30, steps // 5 + 1), seed=seed)
+
+
+@bricks_app.command("train")
+@user_errors
+def bricks_train(id: str = typer.Option(..., "--id"), data: Path = typer.Option(..., help="JSONL of input/output."),
+                 description: str = typer.Option(...), example: list[str] = typer.Option(..., "--example"),
+                 title: Optional[str] = typer.Option(None), steps: int = typer.Option(300), rank: int = typer.Option(16),
+                 lr: float = typer.Option(3e-3), seed: int = typer.Option(0)):
+    """Grow: train a new LoRA brick on your data, measure it on held-out rows, register it."""
+    from composer.ops.grow import grow
+
+    card = grow(_library(), _base_path(), id, data, description, example, title=title,
+                config=_train_config(steps, seed, lr), rank=rank, alpha=2 * rank)
+    _reindex()
+    m = card.metrics
+    typer.echo(f"trained {card.id} v{card.version}: exact match {m.exact_match:.0%} "
+               f"(base alone {m.base_exact_match:.0%}) on {m.eval}")
+
+
+@bricks_app.command("update")
+@user_errors
+def bricks_update(brick_id: str, data: Path = typer.Option(...), steps: int = typer.Option(200),
+                  lr: float = typer.Option(2e-3), seed: int = typer.Option(0)):
+    """Continue training a brick on new data; the result becomes its next version."""
+    from composer.ops.grow import update
+
+    card = update(_library(), _base_path(), brick_id, data, config=_train_config(steps, seed, lr))
+    _reindex()
+    typer.echo(f"updated {card.id} to v{card.version}: exact match {card.metrics.exact_match:.0%} on {card.metrics.eval}")
+
+
+@bricks_app.command("rollback")
+@user_errors
+def bricks_rollback(brick_id: str, to: Optional[int] = typer.Option(None, help="Version (default: previous).")):
+    """Make an older version of a brick active again (all versions are kept)."""
+    card = _library().rollback(brick_id, to)
+    _reindex()
+    typer.echo(f"{card.id} is at v{card.version}")
+
+
 @index_app.command("build")
 @user_errors
 def index_build():

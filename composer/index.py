@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from composer.library import BrickLibrary
-from composer.storage import write_json
+from composer.storage import recover, write_json
 
 INDEX_FILE, META_FILE = "bricks.faiss", "bricks.json"
 
@@ -66,6 +66,7 @@ class BrickIndex:
     def load_or_build(self) -> "BrickIndex":
         """Load the persisted index if it matches the library, else rebuild and persist it."""
         meta_file = self.folder / META_FILE
+        recover(self.folder)  # drop temp files a killed writer left
         try:
             meta = json.loads(meta_file.read_text())
             if self._meta_ok(meta):

@@ -57,3 +57,56 @@ def test_missing_library_and_unknown_and_corrupt_cards(tmp_path):
     (tmp_path / "broken" / "brick.json").write_text('{"id": "broken"')
     with pytest.raises(LibraryError, match="corrupt brick card"):
         library.card("broken")
+
+
+def _write(text):
+    def write(folder):
+        (folder / "adapter_model.safetensors").write_text(text)
+        return card(description=text)
+
+    return write
+
+
+def test_versions_update_and_rollback(tmp_path):
+    library = BrickLibrary(tmp_path)
+    assert library.commit("upper", _write("one")).version == 1
+    with pytest.raises(LibraryError, match="already exists"):
+        library.commit("upper", _write("again"))
+    assert library.commit("upper", _write("two"), new_version=True).version == 2
+    assert library.commit("upper", _write("three"), new_version=True).version == 3
+    assert library.versions("upper") == [1, 2, 3]
+    assert library.card("upper").description == "three"
+
+    assert library.rollback("upper").version == 2
+    assert (library.path("upper") / "adapter_model.safetensors").read_text() == "two"
+    assert library.rollback("upper", to=1).description == "one"
+    assert library.versions("upper") == [1, 2, 3]
+    assert library.rollback("upper", to=3).description == "three"
+    with pytest.raises(LibraryError, match="no version 7"):
+        library.rollback("upper", to=7)
+    with pytest.raises(LibraryError, match="nothing to update"):
+        library.commit("ghost", _write("x"), new_version=True)
+
+
+def test_remove(tmp_path):
+    library = BrickLibrary(tmp_path)
+    library.commit("upper", _write("one"))
+    library.remove("upper")
+    assert library.ids() == [] and list(tmp_path.iterdir()) == []
+    with pytest.raises(LibraryError, match="unknown brick"):
+        library.remove("upper")
+
+
+def test_a_failing_write_changes_nothing(tmp_path):
+    library = BrickLibrary(tmp_path)
+    library.commit("upper", _write("one"))
+    before = library.fingerprint()
+
+    def broken(folder):
+        (folder / "adapter_model.safetensors").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        library.commit("upper", broken, new_version=True)
+    assert library.fingerprint() == before and library.versions("upper") == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upper"]
