@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from composer.errors import ComposerError
+from composer.library import BrickLibrary
+from composer.ops.grow import grow, read_jsonl, update
+from composer.ops.train import TrainConfig
+from tests.helpers import save_base, tiny_model
+
+FAST = TrainConfig(steps=20, batch_size=8, lr=1e-2, warmup=2)
+
+
+def data(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture()
+def env(tmp_path):
+    save_base(tiny_model("llama"), tmp_path / "lib" / "base")
+    rows = [{"input": w, "output": w + w} for w in ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op", "qr", "st"]]
+    return BrickLibrary(tmp_path / "lib"), data(tmp_path / "d.jsonl", rows)
+
+
+def test_grow_update_rollback(env, tmp_path):
+    library, path = env
+    card = grow(library, library.base_path, "double", path, "Double the text", ["Say it twice"],
+                config=FAST, rank=4, alpha=8, progress=False)
+    assert card.version == 1 and card.metrics.samples == 2 and "held-out" in card.metrics.eval
+    assert (library.path("double") / "data.jsonl").is_file() and card.source["steps"] == 20
+    with pytest.raises(ComposerError, match="already exists"):
+        grow(library, library.base_path, "double", path, "x", ["y"], config=FAST, progress=False)
+
+    weights = (library.path("double") / "adapter_model.safetensors").read_bytes()
+    v2 = update(library, library.base_path, "double", path, config=FAST, progress=False)
+    assert v2.version == 2 and v2.source["previous_version"] == 1
+    assert (library.path("double") / "adapter_model.safetensors").read_bytes() != weights
+    assert library.rollback("double").version == 1
+    assert (library.path("double") / "adapter_model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no training rows"),
+    ("{not json}\n", ":1: not valid JSON"),
+    ('{"input": "a", "output": "b"}\n{"input": "a"}\n', ':2: each line needs'),
+    ('["a", "b"]\n', ":1: each line needs"),
+    ('{"input": "a", "output": "b", "instruction": 3}\n', '"instruction" must be a string'),
+])
+def test_bad_training_data_is_refused_before_training(env, tmp_path, content, message):
+    library, _ = env
+    (tmp_path / "bad.jsonl").write_text(content)
+    with pytest.raises(ComposerError, match=message):
+        read_jsonl(tmp_path / "bad.jsonl")
+    with pytest.raises(ComposerError, match=message):
+        grow(library, library.base_path, "new", tmp_path / "bad.jsonl", "d", ["e"], config=FAST, progress=False)
+    assert library.ids() == []
