@@ -81,12 +81,16 @@ def _composer():
 @user_errors
 def run(instruction: str = typer.Argument(..., help="What to do, e.g. 'Reverse the words, then uppercase: hi there'."),
         input: Optional[str] = typer.Option(None, "--input", "-i", help="The payload, if not in the instruction."),
+        mode: str = typer.Option("auto", help="auto, single, mixture, merge or arrow: how each step combines bricks."),
         as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON.")):
     """Plan an instruction, retrieve bricks for each step, run them and print the trace."""
     from composer.planner import HeuristicPlanner
 
+    from composer.modes import check_mode
+
+    check_mode(mode)
     HeuristicPlanner().plan(instruction, input)  # a bad instruction fails before any model loads
-    result = _composer().run(instruction, input=input)
+    result = _composer().run(instruction, input=input, mode=mode)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

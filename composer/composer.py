@@ -16,7 +16,8 @@ from composer.engine.engine import Engine, load_base
 from composer.errors import ComposerError
 from composer.index import BrickHit, BrickIndex, load_embedder
 from composer.library import BrickLibrary
-from composer.planner import HeuristicPlanner, Plan, Planner
+from composer.modes import ModeSettings, check_mode, choose
+from composer.planner import HeuristicPlanner, Mode, Plan, Planner
 from composer.prompt import render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +29,8 @@ class StepResult(BaseModel):
     instruction: str
     input: str
     bricks: list[BrickHit]
-    used: list[str]
+    mode: str
+    used: dict[str, float]
     note: str
     output: str
 
@@ -44,10 +46,10 @@ class Composer:
     """Plan, retrieve, run. Collaborators are passed in; `from_default` / `from_path` wire them."""
 
     def __init__(self, engine: Engine, index: BrickIndex, planner: Planner | None = None, *,
-                 threshold: float = 0.45, k: int = 3, max_input_chars: int = 200, ascii_only: bool = True):
+                 settings: ModeSettings = ModeSettings(), max_input_chars: int = 200, ascii_only: bool = True):
         self.engine, self.index = engine, index
         self.planner = planner or HeuristicPlanner()
-        self.threshold, self.k = threshold, k
+        self.settings = settings
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
 
     @classmethod
@@ -75,47 +77,43 @@ class Composer:
             raise ComposerError("the query is empty")
         return self.index.search(query, k)
 
-    def plan(self, instruction: str, input: str | None = None) -> Plan:
-        plan = self.planner.plan(instruction, input)
+    def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan:
+        plan = self.planner.plan(instruction, input, mode)
         self._check_text(plan.payload, "input")
         return plan
 
-    def run(self, instruction: str, input: str | None = None) -> Result:
-        return self.run_batch([instruction], None if input is None else [input])[0]
+    def run(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Result:
+        """Plan, retrieve and run one instruction; `mode` forces how every step combines bricks."""
+        return self.run_batch([instruction], None if input is None else [input], mode)[0]
 
-    def run_batch(self, instructions: Sequence[str], inputs: Sequence[str | None] | None = None) -> list[Result]:
+    def run_batch(self, instructions: Sequence[str], inputs: Sequence[str | None] | None = None,
+                  mode: Mode = "auto") -> list[Result]:
         if isinstance(instructions, str):
             raise ComposerError("run_batch takes a list of instructions; use run() for one")
         if inputs is not None and len(inputs) != len(instructions):
             raise ComposerError(f"{len(instructions)} instructions but {len(inputs)} inputs")
+        check_mode(mode)
         for text in instructions:
             self._check_text(text, "instruction")
-        plans = [self.plan(t, None if inputs is None else inputs[i]) for i, t in enumerate(instructions)]
+        plans = [self.plan(t, None if inputs is None else inputs[i], mode) for i, t in enumerate(instructions)]
         current = [p.payload for p in plans]
         traces: list[list[StepResult]] = [[] for _ in plans]
         for depth in range(max(len(p.steps) for p in plans)):
             live = [i for i, p in enumerate(plans) if depth < len(p.steps)]
             queries = [plans[i].steps[depth].instruction for i in live]
-            hits = self.index.search_many(queries, self.k)
-            chosen = [self._choose(h) for h in hits]
+            hits = self.index.search_many(queries, max(3, self.settings.k))
+            chosen = [choose(h, plans[i].steps[depth].mode, self.settings) for h, i in zip(hits, live)]
             prompts = [render(q, current[i]) for q, i in zip(queries, live)]
-            outputs = self.engine.generate(prompts, [mix for mix, _ in chosen])
-            for i, q, h, (mix, note), out in zip(live, queries, hits, chosen, outputs):
+            outputs = self.engine.generate(prompts, [c.mix for c in chosen])
+            for i, q, h, c, out in zip(live, queries, hits, chosen, outputs):
                 out = out.strip()
-                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h,
-                                            used=list(mix or {}), note=note, output=out))
+                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h, mode=c.mode,
+                                            used=c.mix or {}, note=c.note, output=out))
                 current[i] = out
         return [Result(instruction=p.instruction, output=current[i], plan=p, steps=traces[i])
                 for i, p in enumerate(plans)]
 
     # -- helpers -------------------------------------------------------------------------
-    def _choose(self, hits: list[BrickHit]) -> tuple[dict[str, float] | None, str]:
-        """The top brick if it clears the threshold, else the base model alone."""
-        if not hits or hits[0].score < self.threshold:
-            best = f"best {hits[0].id} scored {hits[0].score:.2f}" if hits else "library is empty"
-            return None, f"base model alone: no brick above threshold {self.threshold} ({best})"
-        return {hits[0].id: 1.0}, f"single brick {hits[0].id} (score {hits[0].score:.2f})"
-
     def _check_text(self, text: str, what: str) -> None:
         if len(text) > self.max_input_chars:
             raise ComposerError(f"the {what} is {len(text)} characters; the limit is {self.max_input_chars}")

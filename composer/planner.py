@@ -20,9 +20,13 @@ class PlanError(ComposerError):
     """The instruction cannot be turned into a plan; the message says why."""
 
 
+Mode = Literal["auto", "single", "mixture", "merge", "arrow"]
+
+
 class Step(BaseModel):
     instruction: str = Field(description="the sub-instruction, also the retrieval query")
     input_from: Literal["payload", "previous"]
+    mode: Mode = Field("auto", description="how the step's bricks combine; auto = decided from retrieval scores")
 
 
 class Plan(BaseModel):
@@ -32,7 +36,7 @@ class Plan(BaseModel):
 
 
 class Planner(Protocol):
-    def plan(self, instruction: str, input: str | None = None) -> Plan: ...
+    def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan: ...
 
 
 _INPUT_EQ = re.compile(r"""\binput\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
@@ -81,7 +85,7 @@ def split_steps(text: str) -> list[str]:
 class HeuristicPlanner:
     """Rule-based and deterministic: the same instruction always gives the same plan."""
 
-    def plan(self, instruction: str, input: str | None = None) -> Plan:
+    def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan:
         if not instruction or not instruction.strip():
             raise PlanError("the instruction is empty")
         text, payload = instruction.strip(), input
@@ -93,7 +97,7 @@ class HeuristicPlanner:
         if not steps:
             raise PlanError(f"no step found in {instruction!r}")
         return Plan(instruction=instruction, payload=payload,
-                    steps=[Step(instruction=s, input_from="payload" if i == 0 else "previous")
+                    steps=[Step(instruction=s, input_from="payload" if i == 0 else "previous", mode=mode)
                            for i, s in enumerate(steps)])
 
 

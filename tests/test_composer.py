@@ -24,8 +24,8 @@ def test_any_hf_causal_lm_with_any_peft_brick(tmp_path, arch, embedder_path):
 
     r = c.run("Make it all caps, then copy the text: hello")
     assert [s.instruction for s in r.steps] == ["Make it all caps", "copy the text"]
-    assert r.steps[0].used == ["shout"] and r.steps[0].bricks[0].id == "shout"
-    assert r.steps[1].used == [] and "base model alone" in r.steps[1].note
+    assert r.steps[0].used == {"shout": 1.0} and r.steps[0].bricks[0].id == "shout"
+    assert r.steps[1].used == {} and r.steps[1].mode == "base" and "base model alone" in r.steps[1].note
     assert r.steps[1].input == r.steps[0].output and r.output == r.steps[1].output
 
     # the brick really changes what the model says, and run_batch agrees with run
@@ -74,3 +74,19 @@ def test_missing_base_or_library(tmp_path, embedder_path):
     (tmp_path / "lib").mkdir()
     with pytest.raises(ComposerError, match="config.json"):
         Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)
+
+
+def test_forced_mixture_runs_weighted_rows(tmp_path, embedder_path):
+    base = tiny_model("llama")
+    save_base(base, tmp_path / "base")
+    library = BrickLibrary(tmp_path / "lib", create=True)
+    add_random_brick(library, base, "shout", "Convert letters to upper case.", ["Make it all caps"], seed=1)
+    add_random_brick(library, base, "yell", "Write everything in capital letters.", ["Write it in capitals"], seed=2)
+    c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)
+    step = c.run("Make it all caps: hello", mode="mixture").steps[0]
+    assert step.mode == "mixture" and set(step.used) == {"shout", "yell"}
+    assert abs(sum(step.used.values()) - 1) < 1e-3
+    from composer.prompt import render
+    assert step.output == c.engine.generate([render(step.instruction, "hello")], [step.used])[0].strip()
+    with pytest.raises(ComposerError, match="unknown mode"):
+        c.run("Make it all caps: hello", mode="blend")

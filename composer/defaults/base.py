@@ -16,7 +16,7 @@ from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 from composer.defaults.skills import GENERIC_SKILLS
 from composer.ops.train import Example, TrainConfig, train
 
-BASE_TRAIN = TrainConfig(steps=1800, batch_size=48, lr=3e-3, warmup=60, weight_decay=0.01, seed=0)
+BASE_TRAIN = TrainConfig(steps=5000, batch_size=32, lr=3e-3, warmup=100, weight_decay=0.01, seed=0)
 
 
 def make_tokenizer() -> ByT5Tokenizer:
@@ -26,8 +26,8 @@ def make_tokenizer() -> ByT5Tokenizer:
 
 def make_config(tokenizer) -> LlamaConfig:
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=192, intermediate_size=768, num_hidden_layers=4,
-        num_attention_heads=6, num_key_value_heads=6, hidden_act="relu", max_position_embeddings=256,
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=4, hidden_act="relu", max_position_embeddings=256,
         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )

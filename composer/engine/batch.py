@@ -1,13 +1,23 @@
 """Per-batch routing metadata: which bricks, with which weights, act on which batch row.
 
+A row asks for its bricks with a `Route`, in one of two modes:
+
+* static (`Route.static({brick: w})`; the engine also takes the plain dict): fixed weights,
+
+      y_i = base(x_i) + Σ_j w_ij · (x_i A_sᵀ) B_sᵀ          (s = slot of entry j, scale in B_s)
+
+* arrow (`Route.arrow(candidates, k=, temperature=)`, maths in `composer.ops.arrow`): the
+  weights are per-token gates, computed inside each layer from the candidates' prototypes,
+
+      y_it = base(x_it) + Σ_c g_c(x_it) · (x_it A_cᵀ) B_cᵀ    (g: top-k softmax, zero elsewhere)
+
+A route names brick ids in a request and slots once placed (`Route.placed`); that is how
+`BatchMapping.build` reads it.
+
 One `BatchMapping` is built per generate/forward call, from the rows' mixes and the slots the
 bricks sit in, and every `BrickLinear` reads the same object through one shared
 `BatchContext` (set once, read by reference, never rebuilt per layer or per decode step:
 rows keep their positions for the whole of `model.generate`).
-
-Row `i` carries up to `k` (slot, weight) entries; its output in every served layer is
-
-    y_i = base(x_i) + Σ_j w_ij · (x_i A_sᵀ) B_sᵀ          (s = slot of entry j, scale in B_s)
 
 The same content is laid out once per kernel (see `composer.engine.layers`), all at build:
 
@@ -22,6 +32,12 @@ The same content is laid out once per kernel (see `composer.engine.layers`), all
   When the block is the batch's first G·L rows (`aligned`: one brick per row, rows grouped by
   brick in equal runs, base-only rows last, as the engine orders its waves) x and y are used
   in place: no gather, no scatter.
+* Arrow rows (`arrow`, an `ArrowRows`): each (row, candidate) is one more pair in the layouts
+  above, so the same kernels run them; only their weights differ, being gates known inside
+  each layer. Per forward a layer computes the gates `[R, T, C]` of all R Arrow rows at once
+  and reads each pair's weights `[T]` from one table (the gates, then the static pairs' fixed
+  weights, then 0 for padding) through `pair_source` / `pad_source`, laid out here. A batch
+  without Arrow rows never builds the table: its static rows keep the path above.
 
 Rows without a brick appear in no pair: they cost nothing.
 
@@ -35,14 +51,110 @@ unbalanced segments runs SGMV (exact sizes, exact per-slot ranks).
 
 from __future__ import annotations
 
+import math
+import numbers
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Literal, Sequence
+from dataclasses import dataclass, replace
+from typing import Hashable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
+from composer.errors import ComposerError
+from composer.ops import arrow as arrow_ops
+from composer.ops.merge.base import Param
+
 Kernel = Literal["auto", "sgmv", "bgmv", "reference"]
 KERNEL_NAMES: tuple[str, ...] = ("auto", "sgmv", "bgmv", "reference")
+MAX_WEIGHT = 10.0  # beyond this a LoRA delta swamps the base: almost surely a caller's bug
+
+
+class BrickError(ComposerError):
+    """A brick or a request the engine cannot serve; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one row's bricks act on it; valid by construction (anything else raises `BrickError`).
+
+    mode "static": brick j at weight `weights[j]`, each a finite number in [0, MAX_WEIGHT], not
+    all zero; zero weights are dropped; no bricks at all (`Route()`) is the base alone.
+    mode "arrow": per token and layer, the top-`k` of the candidate `bricks` with softmax
+    `temperature` (`composer.ops.arrow`, parameters declared there as `PARAMS`); k defaults to
+    min(4, candidates), temperature to 1.0. Build with `Route.static` / `Route.arrow`.
+    """
+
+    mode: Literal["static", "arrow"] = "static"
+    bricks: tuple[Hashable, ...] = ()     # brick ids in a request, slots once placed
+    weights: tuple[float, ...] = ()       # static only: one per brick
+    k: int | None = None                  # arrow only
+    temperature: float | None = None      # arrow only
+
+    @classmethod
+    def static(cls, weights: Mapping[Hashable, float]) -> "Route":
+        """Fixed weights {brick: w}: the row adds Σ w · s B A of its bricks."""
+        return cls("static", tuple(weights), tuple(weights.values()))
+
+    @classmethod
+    def arrow(cls, bricks: Sequence[Hashable], *, k: int | None = None, temperature: float | None = None) -> "Route":
+        """Arrow routing among the candidate `bricks` (see `composer.ops.arrow`)."""
+        if isinstance(bricks, (str, Mapping)):
+            raise BrickError(f"an arrow route takes a list of candidate bricks, not a {type(bricks).__name__}")
+        return cls("arrow", tuple(bricks), k=k, temperature=temperature)
+
+    def placed(self, slot_of: Mapping[Hashable, int]) -> "Route":
+        """The same route over the slots its bricks sit in."""
+        return replace(self, bricks=tuple(slot_of[b] for b in self.bricks))
+
+    def __post_init__(self) -> None:
+        bricks = tuple(self.bricks)
+        if len(set(bricks)) != len(bricks):
+            raise BrickError(f"a route names a brick twice: {list(bricks)}")
+        if self.mode == "static":
+            self._static(bricks)
+        elif self.mode == "arrow":
+            self._arrow(bricks)
+        else:
+            raise BrickError(f"unknown route mode {self.mode!r}; choose static or arrow")
+
+    def _static(self, bricks: tuple) -> None:
+        if self.k is not None or self.temperature is not None:
+            raise BrickError("k and temperature belong to arrow routes; a static route has weights only")
+        weights = tuple(self.weights)
+        if len(weights) != len(bricks):
+            raise BrickError(f"a static route needs one weight per brick: {len(bricks)} bricks, "
+                             f"{len(weights)} weights")
+        for brick, w in zip(bricks, weights):
+            if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) \
+                    or not 0 <= w <= MAX_WEIGHT:
+                raise BrickError(f"weight {w!r} of brick {brick!r} is not a finite number in [0, {MAX_WEIGHT}]")
+        if weights and not any(weights):
+            raise BrickError("all weights are zero; pass None for the base alone")
+        kept = [(b, float(w)) for b, w in zip(bricks, weights) if w > 0]
+        object.__setattr__(self, "bricks", tuple(b for b, _ in kept))
+        object.__setattr__(self, "weights", tuple(w for _, w in kept))
+
+    def _arrow(self, bricks: tuple) -> None:
+        if self.weights:
+            raise BrickError("an arrow route takes no weights: its gates are computed per token")
+        if not bricks:
+            raise BrickError("an arrow route needs at least one candidate brick")
+        k = min(arrow_ops.K.default, len(bricks)) if self.k is None else _arrow_param(arrow_ops.K, self.k)
+        if k > len(bricks):
+            raise BrickError(f"arrow route: k={k} but only {len(bricks)} candidate bricks; "
+                             "k is at most the number of candidates")
+        temperature = arrow_ops.TEMPERATURE.default if self.temperature is None \
+            else _arrow_param(arrow_ops.TEMPERATURE, self.temperature)
+        object.__setattr__(self, "bricks", bricks)
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "temperature", temperature)
+
+
+def _arrow_param(p: Param, value) -> int | float:
+    """`value` of the declared Arrow parameter `p`, as its type, or a `BrickError` naming the rule."""
+    kind = numbers.Integral if p.type is int else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not p.check(p.type(value)):
+        raise BrickError(f"arrow route: {p.name}={value!r} is invalid; it must be {p.rule}")
+    return p.type(value)
 
 
 @dataclass(frozen=True)
