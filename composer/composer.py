@@ -7,6 +7,9 @@ engine batch, each row with its own brick.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +22,7 @@ from composer.library import BrickLibrary
 from composer.modes import ModeSettings, check_mode, choose
 from composer.planner import HeuristicPlanner, Mode, Plan, Planner
 from composer.prompt import render
+from composer.storage import atomic_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +34,8 @@ class StepResult(BaseModel):
     input: str
     bricks: list[BrickHit]
     mode: str
-    used: dict[str, float]
+    used: list[str]
+    weights: dict[str, float] | None
     note: str
     output: str
 
@@ -50,6 +55,7 @@ class Composer:
         self.engine, self.index = engine, index
         self.planner = planner or HeuristicPlanner()
         self.settings = settings
+        self._scratch = tempfile.TemporaryDirectory(prefix="composer-merges-")  # merge-mode bricks
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
 
     @classmethod
@@ -102,18 +108,38 @@ class Composer:
             live = [i for i, p in enumerate(plans) if depth < len(p.steps)]
             queries = [plans[i].steps[depth].instruction for i in live]
             hits = self.index.search_many(queries, max(3, self.settings.k))
-            chosen = [choose(h, plans[i].steps[depth].mode, self.settings) for h, i in zip(hits, live)]
+            chosen = [choose(h, plans[i].steps[depth].mode, self.settings, self) for h, i in zip(hits, live)]
             prompts = [render(q, current[i]) for q, i in zip(queries, live)]
             outputs = self.engine.generate(prompts, [c.mix for c in chosen])
             for i, q, h, c, out in zip(live, queries, hits, chosen, outputs):
                 out = out.strip()
-                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h, mode=c.mode,
-                                            used=c.mix or {}, note=c.note, output=out))
+                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h, mode=c.mode, used=c.used,
+                                            weights=c.weights, note=c.note, output=out))
                 current[i] = out
         return [Result(instruction=p.instruction, output=current[i], plan=p, steps=traces[i])
                 for i, p in enumerate(plans)]
 
     # -- helpers -------------------------------------------------------------------------
+    def merged(self, weights: dict[str, float], method: str) -> str:
+        """A transient brick merging `weights` (merge mode); made once per (bricks, method)."""
+        from composer.ops.merge import get_method, merge_adapters
+        from composer.ops.merge.peft_io import read_lora_folder, write_lora_folder
+
+        key = hashlib.sha256(json.dumps([sorted(weights.items()), method,
+                                         self.engine.library.fingerprint()]).encode()).hexdigest()[:16]
+        brick_id = f"merge:{key}"
+        folder = Path(self._scratch.name) / key
+        if not folder.is_dir():
+            library = self.engine.library
+            folders = [read_lora_folder(library.path(b)) for b in weights]
+            params = {"density": self.settings.merge_density} \
+                if any(p.name == "density" for p in get_method(method).params) else {}
+            merged = merge_adapters([f.modules for f in folders], list(weights.values()), method, **params)
+            with atomic_dir(folder) as tmp:
+                write_lora_folder(tmp, merged, folders[0].config)
+            self.engine.add_transient(brick_id, folder, library.card(next(iter(weights))).base_fingerprint)
+        return brick_id
+
     def _check_text(self, text: str, what: str) -> None:
         if len(text) > self.max_input_chars:
             raise ComposerError(f"the {what} is {len(text)} characters; the limit is {self.max_input_chars}")

@@ -1,17 +1,26 @@
 """Step modes: how a step's retrieved bricks become the engine's per-row mix.
 
-Each mode is a small function `(hits, settings) -> Choice` in one registry. `auto` (the
-planner's default) picks `single` when the top brick clearly wins — its score beats the
-runner-up by at least `margin` — and `mixture` otherwise; a step whose best brick scores
+Each mode is a small function `(hits, settings, merger) -> Choice` in one registry. `auto`
+(the planner's default) picks `single` when the top brick clearly wins — its score beats
+the runner-up by at least `margin` — and `mixture` otherwise; a step whose best brick scores
 under `threshold` runs on the base alone whatever the mode, and the trace says so.
+
+- single: the top brick.
+- mixture (LoraRetriever, arXiv 2402.09997): the top-k eligible bricks as one weighted row,
+  weights softmax(score / temperature); nothing is merged.
+- merge: the same weights, but the bricks are merged into one transient brick first
+  (`merge_method`, default TIES) — one LoRA per row instead of k.
+- arrow (arXiv 2405.11157): every eligible brick is a candidate and each token, in each
+  layer, picks its top `arrow_k` by the bricks' SVD prototypes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
+from composer.engine.batch import Route
 from composer.errors import ComposerError
 from composer.index import BrickHit
 
@@ -22,12 +31,23 @@ class ModeSettings:
     margin: float = 0.08        # auto: a lead this large means one brick clearly wins
     k: int = 3                  # bricks a mixture may combine
     temperature: float = 0.05   # mixture weights: softmax(score / temperature) (LoraRetriever-style)
+    merge_method: str = "ties"  # merge mode: any of composer.ops.merge.MERGE_METHODS
+    merge_density: float = 0.5  # for the methods that sparsify (ties, dare_*, magnitude_prune)
+    arrow_k: int = 2            # arrow mode: bricks each token routes to
+    arrow_temperature: float = 1.0
+
+
+class Merger(Protocol):
+    def merged(self, weights: dict[str, float], method: str) -> str:
+        """Id of a transient brick that merges `weights` with `method` (made once, reused)."""
 
 
 @dataclass(frozen=True)
 class Choice:
     mode: str
-    mix: dict[str, float] | None
+    mix: dict[str, float] | Route | None
+    used: list[str]
+    weights: dict[str, float] | None  # None: decided per token (arrow) or no brick (base)
     note: str
 
 
@@ -35,21 +55,43 @@ def _eligible(hits: list[BrickHit], s: ModeSettings) -> list[BrickHit]:
     return [h for h in hits if h.score >= s.threshold]
 
 
-def single(hits: list[BrickHit], s: ModeSettings) -> Choice:
-    top = hits[0]
-    return Choice("single", {top.id: 1.0}, f"single brick {top.id} (score {top.score:.2f})")
-
-
-def mixture(hits: list[BrickHit], s: ModeSettings) -> Choice:
-    """A weighted mixture of the top-k eligible bricks, weights softmax(score / T), no merge."""
+def _softmax_weights(hits: list[BrickHit], s: ModeSettings) -> dict[str, float]:
     chosen = _eligible(hits, s)[: s.k]
     exps = [math.exp((h.score - chosen[0].score) / s.temperature) for h in chosen]
-    weights = {h.id: round(e / sum(exps), 4) for h, e in zip(chosen, exps)}
-    shown = ", ".join(f"{b} {w:.2f}" for b, w in weights.items())
-    return Choice("mixture", weights, f"mixture of {len(weights)} brick(s): {shown}")
+    return {h.id: round(e / sum(exps), 4) for h, e in zip(chosen, exps)}
 
 
-STEP_MODES: dict[str, Callable[[list[BrickHit], ModeSettings], Choice]] = {"single": single, "mixture": mixture}
+def _shown(weights: dict[str, float]) -> str:
+    return ", ".join(f"{b} {w:.2f}" for b, w in weights.items())
+
+
+def single(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
+    top = hits[0]
+    return Choice("single", {top.id: 1.0}, [top.id], {top.id: 1.0}, f"single brick {top.id} (score {top.score:.2f})")
+
+
+def mixture(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
+    weights = _softmax_weights(hits, s)
+    return Choice("mixture", weights, list(weights), weights,
+                  f"mixture of {len(weights)} brick(s): {_shown(weights)}")
+
+
+def merge(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
+    weights = _softmax_weights(hits, s)
+    merged = merger.merged(weights, s.merge_method)
+    return Choice("merge", {merged: 1.0}, list(weights), weights,
+                  f"{s.merge_method} merge of {len(weights)} brick(s): {_shown(weights)}")
+
+
+def arrow(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
+    candidates = [h.id for h in _eligible(hits, s)]
+    k = min(s.arrow_k, len(candidates))
+    return Choice("arrow", Route.arrow(candidates, k=k, temperature=s.arrow_temperature), candidates, None,
+                  f"arrow routing: each token picks {k} of {', '.join(candidates)}")
+
+
+STEP_MODES: dict[str, Callable[[list[BrickHit], ModeSettings, Merger], Choice]] = {
+    "single": single, "mixture": mixture, "merge": merge, "arrow": arrow}
 
 
 def check_mode(mode: str) -> str:
@@ -58,14 +100,14 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def choose(hits: list[BrickHit], mode: str, s: ModeSettings) -> Choice:
+def choose(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger) -> Choice:
     """The step's mix: base alone under the threshold, else the (resolved) mode's."""
     check_mode(mode)
     if not hits or hits[0].score < s.threshold:
         best = f"best {hits[0].id} scored {hits[0].score:.2f}" if hits else "the library is empty"
-        return Choice("base", None, f"base model alone: no brick above threshold {s.threshold} ({best})")
+        return Choice("base", None, [], None, f"base model alone: no brick above threshold {s.threshold} ({best})")
     if mode == "auto":
         eligible = _eligible(hits, s)
         clear = len(eligible) == 1 or eligible[0].score - eligible[1].score >= s.margin
         mode = "single" if clear else "mixture"
-    return STEP_MODES[mode](hits, s)
+    return STEP_MODES[mode](hits, s, merger)

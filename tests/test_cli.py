@@ -28,7 +28,7 @@ def test_run_json_and_text(library):
     out = composer("--bricks", str(library), "run", "Make it all caps, then copy it", "--input", "hi", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert [s["used"] for s in result["steps"]] == [{"shout": 1.0}, {}]
+    assert [s["used"] for s in result["steps"]] == [["shout"], []]
     text = composer("--bricks", str(library), "run", "Make it all caps: hi")
     assert text.returncode == 0 and "answer:" in text.stdout and "shout" in text.stdout
 

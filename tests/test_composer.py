@@ -3,6 +3,8 @@
 import pytest
 
 from composer import Composer, ComposerError
+from composer.engine.batch import Route
+from composer.prompt import render
 from composer.library import BrickLibrary
 from tests.helpers import ARCHITECTURES, add_random_brick, save_base, tiny_model
 
@@ -24,8 +26,8 @@ def test_any_hf_causal_lm_with_any_peft_brick(tmp_path, arch, embedder_path):
 
     r = c.run("Make it all caps, then copy the text: hello")
     assert [s.instruction for s in r.steps] == ["Make it all caps", "copy the text"]
-    assert r.steps[0].used == {"shout": 1.0} and r.steps[0].bricks[0].id == "shout"
-    assert r.steps[1].used == {} and r.steps[1].mode == "base" and "base model alone" in r.steps[1].note
+    assert r.steps[0].used == ["shout"] and r.steps[0].weights == {"shout": 1.0} and r.steps[0].bricks[0].id == "shout"
+    assert r.steps[1].used == [] and r.steps[1].mode == "base" and "base model alone" in r.steps[1].note
     assert r.steps[1].input == r.steps[0].output and r.output == r.steps[1].output
 
     # the brick really changes what the model says, and run_batch agrees with run
@@ -85,8 +87,17 @@ def test_forced_mixture_runs_weighted_rows(tmp_path, embedder_path):
     c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)
     step = c.run("Make it all caps: hello", mode="mixture").steps[0]
     assert step.mode == "mixture" and set(step.used) == {"shout", "yell"}
-    assert abs(sum(step.used.values()) - 1) < 1e-3
-    from composer.prompt import render
-    assert step.output == c.engine.generate([render(step.instruction, "hello")], [step.used])[0].strip()
+    assert abs(sum(step.weights.values()) - 1) < 1e-3
+    prompt = render(step.instruction, "hello")
+    assert step.output == c.engine.generate([prompt], [step.weights])[0].strip()
+
+    merged = c.run("Make it all caps: hello", mode="merge").steps[0]
+    assert merged.mode == "merge" and merged.weights == step.weights and "ties merge" in merged.note
+    again = c.run("Make it all caps: hello", mode="merge").steps[0]
+    assert again.output == merged.output and len(c.engine._transient) == 1  # made once, reused
+
+    routed = c.run("Make it all caps: hello", mode="arrow").steps[0]
+    assert routed.mode == "arrow" and set(routed.used) == {"shout", "yell"} and routed.weights is None
+    assert routed.output == c.engine.generate([prompt], [Route.arrow(["shout", "yell"], k=2)])[0].strip()
     with pytest.raises(ComposerError, match="unknown mode"):
         c.run("Make it all caps: hello", mode="blend")

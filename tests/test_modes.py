@@ -2,9 +2,24 @@ import pytest
 
 from composer.errors import ComposerError
 from composer.index import BrickHit
-from composer.modes import ModeSettings, choose
+from composer.modes import ModeSettings, choose as _choose
 
 S = ModeSettings(threshold=0.45, margin=0.08, k=3, temperature=0.05)
+
+
+class Recorder:
+    """Stands in for the Composer's merger: records what merge mode asked for."""
+
+    def __init__(self):
+        self.calls = []
+
+    def merged(self, weights, method):
+        self.calls.append((weights, method))
+        return "merge:test"
+
+
+def choose(hits, mode, settings, merger=None):
+    return _choose(hits, mode, settings, merger or Recorder())
 
 
 def hits(*pairs):
@@ -36,3 +51,13 @@ def test_forced_modes_and_unknown_mode():
     assert choose(hits(("a", 0.70), ("b", 0.69)), "single", S).mix == {"a": 1.0}
     with pytest.raises(ComposerError, match="unknown mode 'blend'"):
         choose(both, "blend", S)
+
+
+def test_merge_and_arrow_modes():
+    both = hits(("a", 0.70), ("b", 0.66), ("c", 0.20))
+    merger = Recorder()
+    c = choose(both, "merge", S, merger)
+    assert c.mode == "merge" and c.mix == {"merge:test": 1.0} and c.used == ["a", "b"]
+    assert merger.calls == [(c.weights, "ties")]
+    r = choose(both, "arrow", S)
+    assert r.mode == "arrow" and r.mix.bricks == ("a", "b") and r.mix.k == 2 and r.weights is None

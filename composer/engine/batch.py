@@ -167,33 +167,93 @@ class Segment:
 
 
 @dataclass(frozen=True, eq=False)
+class ArrowRows:
+    """The Arrow rows of a batch (R rows, C = most candidates, K = largest k), as the layers'
+    gate step reads them; each pair's weights come from the table [R·C gates; F fixed]."""
+
+    routes: tuple[tuple[int, Route], ...]  # (batch row, its route over slots): the reference kernel
+    rows: torch.Tensor                     # [R] long, the batch rows routed by Arrow
+    slots: torch.Tensor                    # [R, C] long, candidates' slots, 0 past a row's candidates
+    valid: torch.Tensor                    # [R, C] bool, a real candidate (not padding)
+    rank_ok: torch.Tensor                  # [R, 1, K] bool, rank j < that row's k
+    inv_temperature: torch.Tensor          # [R, 1, 1] float32, 1 / τ
+    fixed: torch.Tensor                    # [F, 1] model dtype, static pairs' weights in pair order, then 0
+    pair_source: torch.Tensor              # [P] long, table row of each pair's weights
+    pad_source: torch.Tensor               # [G·L] long, table row of each block entry's (padding -> 0)
+
+    @classmethod
+    def build(cls, routed: list[tuple[int, Route]], pairs: list[tuple[int, int, float, int]], pad: list[int],
+              *, device: torch.device | str, dtype: torch.dtype) -> "ArrowRows":
+        """From the Arrow rows, the slot-sorted pairs (slot, row, weight, gate index or -1) and
+        the block's pair index per entry (-1 = padding)."""
+        width = max(len(route.bricks) for _, route in routed)
+        slots = torch.zeros(len(routed), width, dtype=torch.long)
+        valid = torch.zeros(len(routed), width, dtype=torch.bool)
+        for j, (_, route) in enumerate(routed):
+            slots[j, :len(route.bricks)] = torch.tensor(route.bricks)
+            valid[j, :len(route.bricks)] = True
+        ks = torch.tensor([route.k for _, route in routed]).view(-1, 1, 1)
+        gates = len(routed) * width
+        sources, fixed = [], []
+        for _, _, weight, gate in pairs:
+            sources.append(gate if gate >= 0 else gates + len(fixed))
+            if gate < 0:
+                fixed.append(weight)
+        fixed.append(0.0)
+        return cls(
+            routes=tuple(routed),
+            rows=torch.tensor([i for i, _ in routed], dtype=torch.long, device=device),
+            slots=slots.to(device),
+            valid=valid.to(device),
+            rank_ok=(torch.arange(int(ks.max())) < ks).to(device),
+            inv_temperature=torch.tensor([1 / route.temperature for _, route in routed],
+                                         dtype=torch.float32, device=device).view(-1, 1, 1),
+            fixed=torch.tensor(fixed, dtype=dtype, device=device).view(-1, 1),
+            pair_source=torch.tensor(sources, dtype=torch.long, device=device),
+            pad_source=torch.tensor([sources[p] if p >= 0 else gates + len(fixed) - 1 for p in pad],
+                                    dtype=torch.long, device=device),
+        )
+
+
+@dataclass(frozen=True, eq=False)
 class BatchMapping:
     rows: int
-    row_slots: torch.Tensor              # [rows, k] long, -1 = no brick in that entry
+    row_slots: torch.Tensor              # [rows, k] long, static entries, -1 = none (Arrow rows: none)
     row_weights: torch.Tensor            # [rows, k] model dtype, 0 where the slot is -1
     pair_rows: torch.Tensor              # [P] long, batch row of each pair, slot-sorted
-    pair_weights: torch.Tensor | None    # [P, 1, 1] model dtype; None when all weights are 1
+    pair_weights: torch.Tensor | None    # [P, 1, 1] model dtype; None when all are 1 or `arrow` is set
     segments: tuple[Segment, ...]        # runs of equal slot over the pair order
     slot_ids: tuple[int, ...]            # [G] the distinct slots in use, ascending
     slot_index: torch.Tensor             # [G] long, slot_ids on the device
     pad_len: int                         # L, the longest segment
     pad_rows: torch.Tensor               # [G·L] long, row of each block entry (0 for padding)
-    pad_weights: torch.Tensor | None     # [G·L, 1, 1]; 0 for padding; None if no padding, all 1
+    pad_weights: torch.Tensor | None     # [G·L, 1, 1]; 0 for padding; None if no padding and all 1, or `arrow`
     aligned: bool                        # the block is the batch's first G·L rows, in order
     kernel: Kernel = "auto"
+    arrow: ArrowRows | None = None       # the Arrow rows' gate layout; None when there are none
 
     @classmethod
-    def build(cls, rows: Sequence[Sequence[tuple[int, float]]], *, device: torch.device | str = "cpu",
+    def build(cls, rows: Sequence[Route | Sequence[tuple[int, float]]], *, device: torch.device | str = "cpu",
               dtype: torch.dtype = torch.float32, kernel: Kernel = "auto") -> "BatchMapping":
-        """From per-row (slot, weight) entries; zero weights are dropped, a slot may not repeat
-        within a row (a mixture names each brick once)."""
+        """From per-row routes over slots (`Route.placed`) or (slot, weight) entries (a static
+        row); zero weights are dropped, a slot may not repeat within a row (a mixture names each
+        brick once)."""
         if kernel not in KERNEL_NAMES:
             raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNEL_NAMES)}")
-        k = max((len(r) for r in rows), default=0) or 1
+        static: list[tuple[tuple[int, float], ...]] = []
+        routed: list[tuple[int, Route]] = []
+        for i, row in enumerate(rows):
+            if isinstance(row, Route) and row.mode == "arrow":
+                routed.append((i, row))
+                row = ()
+            elif isinstance(row, Route):
+                row = zip(row.bricks, row.weights)
+            static.append(tuple(row))
+        k = max((len(r) for r in static), default=0) or 1
         row_slots = torch.full((len(rows), k), -1, dtype=torch.long)
         row_weights = torch.zeros(len(rows), k, dtype=torch.float64)
-        pairs: list[tuple[int, int, float]] = []
-        for i, entries in enumerate(rows):
+        pairs: list[tuple[int, int, float, int]] = []  # (slot, row, weight, gate index; -1 = static)
+        for i, entries in enumerate(static):
             if len({s for s, _ in entries}) != len(entries):
                 raise ValueError(f"row {i} names a slot twice: {list(entries)}")
             for j, (slot, weight) in enumerate(entries):
@@ -201,22 +261,25 @@ class BatchMapping:
                     raise ValueError(f"row {i} has a negative slot {slot}")
                 if weight != 0:
                     row_slots[i, j], row_weights[i, j] = slot, weight
-                    pairs.append((slot, i, float(weight)))
-        pairs.sort()
+                    pairs.append((slot, i, float(weight), -1))
+        width = max((len(route.bricks) for _, route in routed), default=0)
+        for n, (i, route) in enumerate(routed):
+            for c, slot in enumerate(route.bricks):
+                if slot < 0:
+                    raise ValueError(f"row {i} has a negative slot {slot}")
+                pairs.append((slot, i, 1.0, n * width + c))
+        pairs.sort(key=lambda p: p[:2])
         segments: list[Segment] = []
-        for p, (slot, _, _) in enumerate(pairs):
+        for p, (slot, *_) in enumerate(pairs):
             if segments and segments[-1].slot == slot:
                 segments[-1] = Segment(slot, segments[-1].start, p + 1)
             else:
                 segments.append(Segment(slot, p, p + 1))
         pad_len = max((s.stop - s.start for s in segments), default=0)
-        pad_rows, pad_weights = [], []
-        for s in segments:
-            fill = pad_len - (s.stop - s.start)
-            pad_rows += [r for _, r, _ in pairs[s.start:s.stop]] + [0] * fill
-            pad_weights += [w for _, _, w in pairs[s.start:s.stop]] + [0.0] * fill
-        weights = [w for _, _, w in pairs]
-        unit = all(w == 1.0 for w in weights)
+        pad = [p for s in segments for p in [*range(s.start, s.stop), *[-1] * (pad_len - s.stop + s.start)]]
+        pad_rows = [pairs[p][1] if p >= 0 else 0 for p in pad]
+        weights = [w for _, _, w, _ in pairs]
+        unit = not routed and all(w == 1.0 for w in weights)
 
         def column(values: list[float]) -> torch.Tensor:
             return torch.tensor(values, dtype=dtype, device=device).view(-1, 1, 1)
@@ -225,16 +288,18 @@ class BatchMapping:
             rows=len(rows),
             row_slots=row_slots.to(device),
             row_weights=row_weights.to(device=device, dtype=dtype),
-            pair_rows=torch.tensor([r for _, r, _ in pairs], dtype=torch.long, device=device),
-            pair_weights=None if unit else column(weights),
+            pair_rows=torch.tensor([r for _, r, _, _ in pairs], dtype=torch.long, device=device),
+            pair_weights=None if unit or routed else column(weights),
             segments=tuple(segments),
             slot_ids=tuple(s.slot for s in segments),
             slot_index=torch.tensor([s.slot for s in segments], dtype=torch.long, device=device),
             pad_len=pad_len,
             pad_rows=torch.tensor(pad_rows, dtype=torch.long, device=device),
-            pad_weights=None if unit and len(pad_rows) == len(pairs) else column(pad_weights),
+            pad_weights=None if routed or (unit and len(pad) == len(pairs))
+            else column([pairs[p][2] if p >= 0 else 0.0 for p in pad]),
             aligned=unit and pad_rows == list(range(len(pad_rows))),
             kernel=kernel,
+            arrow=ArrowRows.build(routed, pairs, pad, device=device, dtype=dtype) if routed else None,
         )
 
     @property

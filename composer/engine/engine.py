@@ -1,14 +1,23 @@
 """Engine: one resident base model, bricks in resident slots, one batch for many mixes.
 
-`generate(prompts, mixes)` runs many prompts at once, each row with its own brick mix
-({brick_id: weight}, up to `k_max` bricks; None or {} = the base alone):
+`generate(prompts, mixes)` runs many prompts at once, each row with its own mix (a `Route`,
+`composer.engine.batch`):
 
-    row output = base + Σ_j w_j · s_j · B_j A_j x      in every served linear layer
+* {brick_id: weight} or `Route.static(...)`, up to `k_max` bricks (None or {} = the base alone):
+
+      row output = base + Σ_j w_j · s_j · B_j A_j x      in every served linear layer
+
+* `Route.arrow([brick_id, ...], k=, temperature=)`: Arrow routing (`composer.ops.arrow`), per
+  token and layer the top-k (k <= `k_max`) of the candidates (all resident at once, so at most
+  `slots`) by their prototypes, softmax-weighted: Σ_c g_c(x) · s_c · B_c A_c x.
+
+Rows of all kinds share one batch: an Arrow row's candidates are pairs like a static row's
+bricks, only their weights are computed per token inside each layer.
 
 How a call runs:
-1. every mix is checked (bricks per row, weights finite, >= 0, not all zero), then every
-   distinct brick's card (known, made for this base) and files (rank, targets, shapes) —
-   all before any slot is touched, so a bad request raises a `BrickError` / `LibraryError`
+1. every mix is checked (bricks per row, weights finite, >= 0, not all zero, Arrow k and
+   temperature), then every distinct brick's card (known, made for this base) and files
+   (rank, targets, shapes) — all before any slot is touched, so a bad request raises a `BrickError` / `LibraryError`
    naming the problem and leaves the engine serving the next one as before;
 2. rows are split into waves whose distinct bricks fit the slots (`plan_waves`);
 3. per wave: its bricks are held in slots (`SlotManager`, LRU, loading copies only), one
@@ -23,8 +32,6 @@ device and dtype are used throughout (CUDA when present).
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import threading
 from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
@@ -32,16 +39,14 @@ from typing import Callable, Collection, Mapping, Sequence, TypeVar
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from composer.engine.batch import BatchContext, BatchMapping, Kernel
+from composer.engine.batch import BatchContext, BatchMapping, BrickError, Kernel, Route
 from composer.engine.generate import generate, sampling_options, seeded
 from composer.engine.layers import inject
-from composer.engine.slots import BrickError, SlotManager, plan_waves
+from composer.engine.slots import SlotManager, plan_waves
 from composer.library import BrickLibrary, LibraryError, fingerprint
 
-Mix = Mapping[str, float] | None
-Row = tuple[tuple[str, float], ...]  # one row's (brick id, weight) entries, zero weights dropped
+Mix = Mapping[str, float] | Route | None
 T = TypeVar("T")
-MAX_WEIGHT = 10.0  # beyond this a LoRA delta swamps the base: almost surely a caller's bug
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -101,13 +106,15 @@ class Engine:
         layers = inject(model, self.context, slots=slots, max_rank=max_rank, targets=targets)
         self.slots = SlotManager(layers, base_fingerprint=self.base_fingerprint, cache_size=cache_size)
         self._lock = threading.RLock()
+        self._transient: dict[str, tuple[Path, str]] = {}
 
     # -- verbs -------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], mixes: Sequence[Mix], *, max_new_tokens: int | None = None,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int | None = None) -> list[str]:
-        """One completion per prompt, in order, each row under its own mix. Greedy by default;
-        `do_sample` draws with `temperature` / `top_p`, reproducibly given `seed`."""
+        """One completion per prompt, in order, each row under its own mix ({brick: weight}, a
+        `Route` or None). Greedy by default; `do_sample` draws with `temperature` / `top_p`,
+        reproducibly given `seed` (sampling temperature; an Arrow route has its own)."""
         if isinstance(prompts, str):
             raise BrickError("generate takes a list of prompts, not one string")
         sampling_options(do_sample, temperature, top_p)  # bad options fail before any work
@@ -141,49 +148,62 @@ class Engine:
         self.slots.unpin(brick_id)
 
     # -- steps -------------------------------------------------------------------------
-    def _rows(self, mixes: Sequence[Mix], n: int) -> list[Row]:
-        """Checked, normalised mixes; raises for the first bad one, naming it."""
-        if isinstance(mixes, Mapping) or len(mixes) != n:
+    def _rows(self, mixes: Sequence[Mix], n: int) -> list[Route]:
+        """Checked routes, one per row (`Route()` = the base alone); raises for the first bad one,
+        naming it, before any brick is read into a slot."""
+        if isinstance(mixes, (Mapping, Route)) or len(mixes) != n:
             raise BrickError(f"one brick mix per prompt: {n} prompts but "
-                             f"{'a single mapping' if isinstance(mixes, Mapping) else len(mixes)} mixes")
-        rows = []
-        for i, mix in enumerate(mixes):
-            if mix is None:
-                rows.append(())
-                continue
-            if not isinstance(mix, Mapping):
-                raise BrickError(f"mix {i} is a {type(mix).__name__}; give {{brick_id: weight}} or None")
-            if len(mix) > self.k_max:
-                raise BrickError(f"mix {i} names {len(mix)} bricks; at most k_max={self.k_max} per row")
-            for brick_id, w in mix.items():
-                if not isinstance(brick_id, str):
-                    raise BrickError(f"mix {i}: brick ids are strings, got {brick_id!r}")
-                if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) \
-                        or not 0 <= w <= MAX_WEIGHT:
-                    raise BrickError(f"mix {i}: weight {w!r} of brick {brick_id!r} is not a finite number "
-                                     f"in [0, {MAX_WEIGHT}]")
-            if mix and sum(mix.values()) == 0:
-                raise BrickError(f"mix {i}: all weights are zero; pass None for the base alone")
-            rows.append(tuple((b, float(w)) for b, w in sorted(mix.items()) if w > 0))
-        self._prepare(sorted({b for row in rows for b, _ in row}))
+                             f"{'a single mix' if isinstance(mixes, (Mapping, Route)) else len(mixes)} mixes")
+        rows = [self._route(i, mix) for i, mix in enumerate(mixes)]
+        self._prepare(sorted({b for route in rows for b in route.bricks}))
         return rows
+
+    def _route(self, i: int, mix: Mix) -> Route:
+        """Row `i`'s mix as a checked `Route` (zero weights dropped); `BrickError` naming row i."""
+        if mix is None:
+            return Route()
+        if isinstance(mix, Mapping):
+            try:
+                mix = Route.static(mix)
+            except BrickError as err:
+                raise BrickError(f"mix {i}: {err}") from None
+        if not isinstance(mix, Route):
+            raise BrickError(f"mix {i} is a {type(mix).__name__}; give {{brick_id: weight}}, a Route or None")
+        bad = next((b for b in mix.bricks if not isinstance(b, str)), None)
+        if bad is not None:
+            raise BrickError(f"mix {i}: brick ids are strings, got {bad!r}")
+        if mix.mode == "static" and len(mix.bricks) > self.k_max:
+            raise BrickError(f"mix {i} names {len(mix.bricks)} bricks; at most k_max={self.k_max} per row")
+        if mix.mode == "arrow" and mix.k > self.k_max:
+            raise BrickError(f"mix {i}: arrow k={mix.k} is above the engine's k_max={self.k_max}")
+        return mix
+
+    def add_transient(self, brick_id: str, folder: Path, base_fingerprint: str) -> None:
+        """Serve a brick that is not in the library (e.g. a merge made for one request), by an
+        id library bricks cannot have (one containing ':')."""
+        if ":" not in brick_id:
+            raise BrickError(f"transient brick ids contain ':' so they never shadow a library brick; got {brick_id!r}")
+        self._transient[brick_id] = (Path(folder), base_fingerprint)
 
     def _prepare(self, brick_ids: Sequence[str]) -> None:
         """Check each brick's card and files (read into the CPU cache) before any slot changes."""
         for brick_id in brick_ids:
-            card = self.library.card(brick_id)
-            self.slots.register(brick_id, self.library.path(brick_id), card.base_fingerprint)
+            if brick_id in self._transient:
+                folder, base_fp = self._transient[brick_id]
+            else:
+                folder, base_fp = self.library.path(brick_id), self.library.card(brick_id).base_fingerprint
+            self.slots.register(brick_id, folder, base_fp)
             self.slots.validate(brick_id)
 
-    def _run(self, rows: list[Row], run: Callable[[list[int]], list[T]]) -> list[T]:
+    def _run(self, rows: list[Route], run: Callable[[list[int]], list[T]]) -> list[T]:
         """`run` over waves of rows (indices), each under its own mapping; results in row order."""
         param = next(self.model.parameters())
         results: list = [None] * len(rows)
-        waves = plan_waves([[b for b, _ in row] for row in rows], slots=self.slots.slots,
+        waves = plan_waves([route.bricks for route in rows], slots=self.slots.slots,
                            pinned=self.slots.pinned, max_rows=self.batch_size)
         for wave in waves:
-            with self.slots.hold({b for i in wave for b, _ in rows[i]}) as slot_of:
-                mapping = BatchMapping.build([[(slot_of[b], w) for b, w in rows[i]] for i in wave],
+            with self.slots.hold({b for i in wave for b in rows[i].bricks}) as slot_of:
+                mapping = BatchMapping.build([rows[i].placed(slot_of) for i in wave],
                                              device=param.device, dtype=param.dtype, kernel=self.kernel)
                 with self.context.use(mapping):
                     for i, out in zip(wave, run(wave)):

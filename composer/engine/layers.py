@@ -11,9 +11,17 @@ brick in one stacked buffer per layer, allocated once:
                                     products below are row-major GEMMs (measured 15-40 % faster
                                     on CPU than reading B `[d_out, r]` through a strided view)
 
+    protos  [slots, d_in]           the Arrow prototype of the brick in each slot (top right
+                                    singular vector of its ΔW, `composer.ops.arrow.prototype`),
+                                    computed once when the brick is copied in
+    present [slots] bool            the slot holds a brick at this layer (rank > 0)
+
 and, for batch row i with mix {slot s_j: weight w_j} (a `BatchMapping`),
 
     y_i = base(x_i) + Σ_j w_j · (x_i lora_a[s_j]ᵀ) lora_b[s_j]        x_i `[T, d_in]`
+
+where for an Arrow row the w_j are per-token gates `[T]` over its candidate slots, computed
+per forward from x_i and `protos` (`token_weights`), then fed to the same kernels.
 
 Loading a brick is a copy into its slot (`set_slot`), evicting one is `clear_slot`; nothing is
 allocated after construction. Wrapped modules are `nn.Linear` (fused ones such as Phi-3's
@@ -30,12 +38,14 @@ Three kernels compute the delta (one registry, `KERNELS`), picked per forward by
   the slots are a range; x and y too when the batch is grouped by brick, `aligned`).
 * `sgmv` (unbalanced prefill): per segment (one slot) one `[n·T, d_in] @ [d_in, r]` and one
   `[n·T, r] @ [r, d_out]` at that slot's exact rank, then one `index_add_`; no padding.
-* `reference`: per row, per brick, the dense ΔW = lora_bᵀ lora_a, in plain Python loops: the
-  semantics the other two are tested against.
+* `reference`: per row, per brick, the dense ΔW = lora_bᵀ lora_a, in plain Python loops (an
+  Arrow row: `composer.ops.arrow.reference`, per token): the semantics the other two are
+  tested against.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Collection
 
 import torch
@@ -43,6 +53,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from composer.engine.batch import BatchContext, BatchMapping
+from composer.ops import arrow
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int]:
@@ -68,6 +79,9 @@ class BrickLinear(nn.Module):
                              "only floating-point linear modules are served")
         self.register_buffer("lora_a", weight.new_zeros(slots, max_rank, self.in_features), persistent=False)
         self.register_buffer("lora_b", weight.new_zeros(slots, max_rank, self.out_features), persistent=False)
+        self.register_buffer("protos", weight.new_zeros(slots, self.in_features), persistent=False)
+        self.register_buffer("present", torch.zeros(slots, dtype=torch.bool, device=weight.device),
+                             persistent=False)
         self.ranks = [0] * slots  # rank of the brick in each slot for this layer, 0 = none
 
     @property
@@ -79,7 +93,8 @@ class BrickLinear(nn.Module):
         return self.base_layer.bias
 
     def set_slot(self, slot: int, a: torch.Tensor, b: torch.Tensor, scale: float) -> None:
-        """Copy a brick in: `a` = lora_A `[r, d_in]`, `b` = lora_B `[d_out, r]`, `scale` = s."""
+        """Copy a brick in: `a` = lora_A `[r, d_in]`, `b` = lora_B `[d_out, r]`, `scale` = s; its
+        Arrow prototype is computed here, once per load."""
         r = a.shape[0]
         if a.shape != (r, self.in_features) or b.shape != (self.out_features, r) or r > self.lora_a.shape[1]:
             raise ValueError(f"slot shapes A {tuple(a.shape)}, B {tuple(b.shape)} do not fit a "
@@ -89,12 +104,16 @@ class BrickLinear(nn.Module):
             self.lora_a[slot, r:].zero_()
             self.lora_b[slot, :r].copy_(b.t() * scale)
             self.lora_b[slot, r:].zero_()
+            self.protos[slot].copy_(arrow.prototype(a, b))
+            self.present[slot] = True
         self.ranks[slot] = r
 
     def clear_slot(self, slot: int) -> None:
         with torch.no_grad():
             self.lora_a[slot].zero_()
             self.lora_b[slot].zero_()
+            self.protos[slot].zero_()
+            self.present[slot] = False
         self.ranks[slot] = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,9 +135,36 @@ class BrickLinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, slots={slots}, max_rank={max_rank}"
 
 
+@dataclass(frozen=True)
+class Weights:
+    """One forward's pair weights: `pair` `[P, 1 or T, 1]` in pair order (SGMV), `pad`
+    `[G·L, 1 or T, 1]` in block order (BGMV); None = all 1. T-long with Arrow rows."""
+
+    pair: torch.Tensor | None
+    pad: torch.Tensor | None
+
+
+def token_weights(x: torch.Tensor, layer: BrickLinear, m: BatchMapping) -> Weights:
+    """The mapping's fixed weights, or, with Arrow rows, their gates at this layer for `x`
+    `[rows, T, d_in]` (`composer.ops.arrow.gates`) merged with the static weights through the
+    mapping's weight table (see `composer.engine.batch`)."""
+    if m.arrow is None:
+        return Weights(m.pair_weights, m.pad_weights)
+    a = m.arrow
+    n, c = a.slots.shape
+    slots = a.slots.flatten()
+    protos = layer.protos.index_select(0, slots).view(n, c, -1)                  # [R, C, d_in]
+    present = layer.present.index_select(0, slots).view(n, c) & a.valid          # [R, C]
+    gates = arrow.gates(x.index_select(0, a.rows), protos, present, a.rank_ok, a.inv_temperature)
+    table = torch.cat([gates.transpose(1, 2).reshape(n * c, -1), a.fixed.expand(-1, x.shape[1])])
+    return Weights(table.index_select(0, a.pair_source).unsqueeze(-1),
+                   table.index_select(0, a.pad_source).unsqueeze(-1))
+
+
 # -- kernels: (x [rows, T, d_in], y [rows, T, d_out] updated in place, layer, mapping) --------
 def sgmv(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) -> None:
     """Segmented: rows gathered in slot order, one matmul pair per distinct slot."""
+    w = token_weights(x, layer, m)
     xs = x.index_select(0, m.pair_rows)
     outs, kept = [], []
     for seg in m.segments:
@@ -126,8 +172,8 @@ def sgmv(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) 
         if r == 0:  # this brick does not touch this layer
             continue
         h = xs[seg.start:seg.stop] @ layer.lora_a[seg.slot, :r].t()
-        if m.pair_weights is not None:
-            h.mul_(m.pair_weights[seg.start:seg.stop])
+        if w.pair is not None:
+            h.mul_(w.pair[seg.start:seg.stop])
         outs.append(h @ layer.lora_b[seg.slot, :r])
         kept.append(seg)
     if not outs:
@@ -147,6 +193,7 @@ def bgmv(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) 
     if r == 0:
         return
     g, t = len(m.slot_ids), x.shape[1]
+    w = token_weights(x, layer, m)
     if m.contiguous:
         a = layer.lora_a[m.slot_ids[0]:m.slot_ids[0] + g, :r]            # [G, r, d_in], no copy
         b = layer.lora_b[m.slot_ids[0]:m.slot_ids[0] + g, :r]            # [G, r, d_out]
@@ -160,20 +207,26 @@ def bgmv(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) 
         return
     xg = x.index_select(0, m.pad_rows).view(g, m.pad_len * t, -1)        # [G, L·T, d_in]
     h = torch.bmm(xg, a.transpose(1, 2))                                  # [G, L·T, r]
-    if m.pad_weights is not None:
-        h.view(g * m.pad_len, t, r).mul_(m.pad_weights)
+    if w.pad is not None:
+        h.view(g * m.pad_len, t, r).mul_(w.pad)
     y.index_add_(0, m.pad_rows, torch.bmm(h, b).view(g * m.pad_len, t, -1))
 
 
 def reference(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) -> None:
-    """Per row, per brick: y_i += w · x_i ΔWᵀ with the dense ΔW = lora_bᵀ lora_a `[d_out, d_in]`."""
+    """Per row, per brick: y_i += w · x_i ΔWᵀ with the dense ΔW = lora_bᵀ lora_a `[d_out, d_in]`;
+    an Arrow row, per token, over its candidates present at this layer."""
+    def delta(slot: int) -> torch.Tensor:
+        r = layer.ranks[slot]
+        return layer.lora_b[slot, :r].t() @ layer.lora_a[slot, :r]
+
     for i in range(m.rows):
         for slot, weight in zip(m.row_slots[i].tolist(), m.row_weights[i].tolist()):
-            if slot < 0 or layer.ranks[slot] == 0:
-                continue
-            r = layer.ranks[slot]
-            delta = layer.lora_b[slot, :r].t() @ layer.lora_a[slot, :r]
-            y[i] += weight * (x[i] @ delta.t())
+            if slot >= 0 and layer.ranks[slot]:
+                y[i] += weight * (x[i] @ delta(slot).t())
+    for i, route in m.arrow.routes if m.arrow is not None else ():
+        here = [s for s in route.bricks if layer.ranks[s]]
+        if here:
+            y[i] += arrow.reference(x[i], layer.protos[here], [delta(s) for s in here], route.k, route.temperature)
 
 
 KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor, BrickLinear, BatchMapping], None]] = {

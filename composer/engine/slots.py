@@ -36,17 +36,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from composer.engine.batch import BrickError
 from composer.engine.layers import BrickLinear
-from composer.errors import ComposerError
 
 PREFIX = "base_model.model."
 # peft options that change the maths or add weights this engine does not serve.
 UNSUPPORTED = ("use_dora", "lora_bias", "modules_to_save", "trainable_token_indices", "layer_replication",
                "alora_invocation_tokens", "target_parameters", "arrow_config", "use_qalora")
-
-
-class BrickError(ComposerError):
-    """A brick or a request the engine cannot serve; the message names the problem."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ prototype v `[d_in]` is the top right singular vector of ΔW: the unit input dir
 amplifies most, defined up to sign (s does not change it). For a token x `[d_in]` and the
 row's candidates c = 1..C present at this module:
 
-    ℓ_c(x) = |⟨v_c, x⟩|                                   sign-invariant, as v is
+    ℓ_c(x) = |⟨v_c, x⟩|                                   (v is only defined up to sign)
     S(x)   = the k candidates of largest ℓ                 (k capped at the number present)
     g_c(x) = exp(ℓ_c / τ) / Σ_{c' ∈ S(x)} exp(ℓ_c' / τ)   for c ∈ S(x), else 0
     y      = base(x) + Σ_c g_c(x) · s_c B_c A_c x

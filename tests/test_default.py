@@ -1,0 +1,100 @@
+"""The embedded default end to end: the shipped base, bricks and index, exactly as a user runs them."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from composer import Composer, ComposerError
+from composer.composer import ROOT
+from composer.defaults.skills import BRICK_SKILLS
+from composer.library import BrickLibrary
+
+BRICKS = ROOT / "bricks"
+pytestmark = pytest.mark.skipif(not (BRICKS / "base" / "config.json").is_file(), reason="default not built")
+
+
+@pytest.fixture(scope="module")
+def c():
+    return Composer.from_default()
+
+
+def test_the_readme_example(c):
+    r = c.run("Reverse the words, then uppercase: hello big world")
+    assert r.output == "WORLD BIG HELLO"
+    assert [s.instruction for s in r.steps] == ["Reverse the words", "uppercase"]
+    assert [list(s.used) for s in r.steps] == [["reverse_words"], ["uppercase"]]
+    assert r.steps[0].output == "world big hello" and r.steps[1].input == "world big hello"
+    assert r.steps[0].bricks[0].id == "reverse_words" and len(r.steps[0].bricks) == 3
+
+
+@pytest.mark.parametrize("instruction, input, expected", [
+    ("Reverse it", "hello", "olleh"),
+    ("Give the plural", "goose", "geese"),
+    ("What is the capital", "france", "paris"),
+    ("Translate to French", "cat", "chat"),
+    ("Make an acronym", "portable network graphics", "PNG"),
+])
+def test_single_skills_with_separate_input(c, instruction, input, expected):
+    assert c.run(instruction, input=input).output == expected
+
+
+def test_chains_of_table_and_string_skills(c):
+    assert c.run("Give the capital of the country, then uppercase it: japan").output == "TOKYO"
+    assert c.run("Make it plural and then reverse: mouse").output == "ecim"
+
+
+def test_retrieve(c):
+    hits = c.retrieve("make it all caps", k=3)
+    assert hits[0].id == "uppercase" and len(hits) == 3
+
+
+def test_run_batch_equals_run(c):
+    instructions = ["Uppercase: big cat", "Give the antonym: hot", "Remove the vowels: banana split",
+                    "Reverse the words: one two three"]
+    batch = c.run_batch(instructions)
+    assert [r.output for r in batch] == [c.run(i).output for i in instructions]
+
+
+def test_step_without_a_good_brick_runs_on_the_base(c):
+    step = c.run("Give the first word: alpha beta").steps[0]
+    assert step.mode == "base" and "base model alone" in step.note and step.used == []
+
+
+def test_cards_meet_the_bar():
+    library = BrickLibrary(BRICKS)
+    assert {s.id for s in BRICK_SKILLS} <= set(library.ids())
+    for card in library.cards():
+        assert card.metrics.exact_match >= 0.95, card.id
+        assert card.metrics.base_exact_match <= 0.20, card.id
+        assert len(card.examples) >= 5
+
+
+def test_every_brick_loads_in_peft():
+    base = AutoModelForCausalLM.from_pretrained(BRICKS / "base", dtype=torch.float32)
+    library = BrickLibrary(BRICKS)
+    for brick_id in library.ids():
+        model = PeftModel.from_pretrained(base, str(library.path(brick_id)))
+        base = model.unload()
+
+
+def test_stale_index_is_rebuilt_never_wrong(tmp_path):
+    shutil.copytree(BRICKS, tmp_path / "bricks")
+    shutil.copytree(ROOT / "index", tmp_path / "index")
+    card = json.loads((tmp_path / "bricks" / "uppercase" / "brick.json").read_text())
+    card["examples"].append("turn up the volume of the letters")
+    (tmp_path / "bricks" / "uppercase" / "brick.json").write_text(json.dumps(card))
+    c = Composer.from_path(tmp_path / "bricks" / "base", tmp_path / "bricks", index=tmp_path / "index")
+    assert c.retrieve("turn up the volume of the letters", k=1)[0].score > 0.99
+    meta = json.loads((tmp_path / "index" / "bricks.json").read_text())
+    assert meta["library_fingerprint"] == BrickLibrary(tmp_path / "bricks").fingerprint()
+
+
+def test_corrupt_card_is_a_clear_error(tmp_path):
+    shutil.copytree(BRICKS, tmp_path / "bricks")
+    (tmp_path / "bricks" / "rot13" / "brick.json").write_text("{")
+    with pytest.raises(ComposerError, match="corrupt brick card"):
+        Composer.from_path(tmp_path / "bricks" / "base", tmp_path / "bricks", index=tmp_path / "index")
