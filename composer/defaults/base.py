@@ -9,14 +9,33 @@ depend on that, where SiLU's small negative tail blurs the partitions.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 
-from composer.defaults.skills import GENERIC_SKILLS
+from composer.defaults.skills import GENERIC_SKILLS, Word, pseudo_word, random_word
 from composer.ops.train import Example, TrainConfig, train
 
-BASE_TRAIN = TrainConfig(steps=5000, batch_size=32, lr=3e-3, warmup=100, weight_decay=0.01, seed=0)
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of the pre-training curriculum: which words the inputs are made of."""
+
+    name: str
+    word: Word
+    config: TrainConfig
+
+
+PHASES = (
+    # Word-like strings first: the format, the skills and a first copying circuit.
+    Phase("pseudo-words", pseudo_word, TrainConfig(steps=5000, batch_size=32, lr=3e-3, warmup=100,
+                                                   weight_decay=0.01, seed=0)),
+    # Then uniform random letters, where only exact copying by content works.
+    Phase("random-letters", random_word, TrainConfig(steps=3000, batch_size=32, lr=2e-3, warmup=50,
+                                                     weight_decay=0.01, seed=1)),
+)
 
 
 def make_tokenizer() -> ByT5Tokenizer:
@@ -33,14 +52,24 @@ def make_config(tokenizer) -> LlamaConfig:
     )
 
 
-def sample_generic(rng: random.Random, n: int) -> list[Example]:
-    return [rng.choice(GENERIC_SKILLS).sample(rng) for _ in range(n)]
+def sampler(word: Word):
+    def sample(rng: random.Random, n: int) -> list[Example]:
+        return [rng.choice(GENERIC_SKILLS).sample(rng, word) for _ in range(n)]
+
+    return sample
 
 
-def pretrain(config: TrainConfig = BASE_TRAIN, progress: bool = True):
-    """A seeded base model trained on the generic skills; returns (model, tokenizer, losses)."""
-    torch.manual_seed(config.seed)
+def load_or_init(path: Path | None):
+    """(model, tokenizer): a saved base to continue from, or a fresh seeded one."""
+    if path is not None:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), make_tokenizer()
+    torch.manual_seed(PHASES[0].config.seed)
     tokenizer = make_tokenizer()
-    model = LlamaForCausalLM(make_config(tokenizer))
-    losses = train(model, tokenizer, sample_generic, config, desc="pre-train base", progress=progress)
-    return model, tokenizer, losses
+    return LlamaForCausalLM(make_config(tokenizer)), tokenizer
+
+
+def run_phase(model, tokenizer, phase: Phase, progress: bool = True) -> list[float]:
+    return train(model, tokenizer, sampler(phase.word), phase.config, desc=f"pre-train base: {phase.name}",
+                 progress=progress)

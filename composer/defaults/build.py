@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.defaults import base
-from composer.defaults.skills import BRICK_SKILLS, SKILLS, Skill
+from composer.defaults.skills import BRICK_SKILLS, SKILLS, Skill, random_word
 from composer.library import BrickCard, Metrics, fingerprint
 from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -30,14 +30,28 @@ ALL_INSTRUCTIONS = [i for s in SKILLS.values() for i in s.instructions]
 
 
 def build_base(out: Path) -> None:
-    start = time.time()
-    model, tokenizer, losses = base.pretrain()
-    with atomic_dir(out) as tmp:
-        model.to(torch.float16).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "training.json", {
-            "skills": [s.id for s in base.GENERIC_SKILLS], "config": base.BASE_TRAIN.__dict__,
+    """Pre-train phase by phase, saving the base after each one; phases already recorded in
+    the saved base's training.json are not run again (so a stopped build resumes)."""
+    info = json.loads((out / "training.json").read_text()) if (out / "training.json").is_file() else {}
+    done = [p["name"] for p in info.get("phases", [])]
+    model = tokenizer = None
+    for phase in base.PHASES:
+        if phase.name in done:
+            continue
+        if model is None:
+            model, tokenizer = base.load_or_init(out if done else None)
+        start = time.time()
+        losses = base.run_phase(model, tokenizer, phase)
+        info.setdefault("phases", []).append({
+            "name": phase.name, "config": phase.config.__dict__,
             "final_loss": round(sum(losses[-50:]) / 50, 4), "seconds": round(time.time() - start)})
+        info["skills"] = [s.id for s in base.GENERIC_SKILLS]
+        with atomic_dir(out) as tmp:
+            model.to(torch.float16).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "training.json", info)
+        model.float()
+        done.append(phase.name)
     evaluate_base(out)
 
 
@@ -57,7 +71,7 @@ def eval_set(skill: Skill, seed: int = 12345, size: int = EVAL_SIZE) -> list[Exa
     if skill.table is not None:
         return [(said[i % len(said)], x, y) for i, (x, y) in enumerate(skill.table.items())]
     rng = random.Random(seed)
-    inputs = [skill.make_input(rng) for _ in range(size)]
+    inputs = [skill.make_input(rng, random_word) for _ in range(size)]
     return [(said[i % len(said)], x, skill.answer(x)) for i, x in enumerate(inputs)]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import random
+import string
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,24 +21,35 @@ _ONSETS = "b c d f g h j k l m n p r s t v w z br ch dr fl gr pl sh st tr".split
 _VOWELS = "a e i o u ai ea oo".split()
 _CODAS = ["", "", "", "n", "r", "s", "t", "ck", "nd", "st"]
 MAX_CHARS = 32
+Word = Callable[[random.Random], str]
 
 
-def random_word(rng: random.Random) -> str:
-    """A pronounceable pseudo-word of one to three syllables (never all vowels)."""
+def pseudo_word(rng: random.Random) -> str:
+    """A pronounceable pseudo-word of one to three syllables: the base's first curriculum
+    phase, where skills and format are easy to pick up from word-like strings."""
     n = rng.choice((1, 1, 2, 2, 3))
     return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(n)) + rng.choice(_CODAS)
 
 
-def random_words(rng: random.Random, max_words: int = 4, max_chars: int = MAX_CHARS) -> str:
-    """1..max_words pseudo-words joined by single spaces, at most max_chars long."""
+def random_word(rng: random.Random) -> str:
+    """Two to seven uniformly random letters: the words of every brick skill and evaluation.
+
+    Syllable words repeat the same few bigrams ("ko", "co"), so copying them by content is
+    ambiguous and a small model loops ("cokokoko"); random letters force exact copying.
+    """
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 7)))
+
+
+def random_words(rng: random.Random, word: Word = random_word, max_words: int = 4, max_chars: int = MAX_CHARS) -> str:
+    """1..max_words words joined by single spaces, at most max_chars long."""
     while True:
-        text = " ".join(random_word(rng) for _ in range(rng.randint(1, max_words)))
+        text = " ".join(word(rng) for _ in range(rng.randint(1, max_words)))
         if len(text) <= max_chars:
             return text
 
 
-def _mixed_case(rng: random.Random) -> str:
-    text = random_words(rng)
+def _mixed_case(rng: random.Random, word: Word) -> str:
+    text = random_words(rng, word)
     style = rng.choice(("upper", "title", "random"))
     if style == "upper":
         return text.upper()
@@ -56,7 +68,7 @@ class Skill:
     instructions: tuple[str, ...]
     fn: Callable[[str], str] | None = None
     table: dict[str, str] | None = None
-    make_input: Callable[[random.Random], str] = field(default=random_words)
+    make_input: Callable[[random.Random, Word], str] = field(default=random_words)
 
     @property
     def kind(self) -> str:
@@ -68,9 +80,9 @@ class Skill:
         assert self.fn is not None
         return self.fn(text)
 
-    def sample(self, rng: random.Random) -> tuple[str, str, str]:
-        """(instruction, input, output) drawn at random."""
-        text = rng.choice(list(self.table)) if self.table is not None else self.make_input(rng)
+    def sample(self, rng: random.Random, word: Word = random_word) -> tuple[str, str, str]:
+        """(instruction, input, output) drawn at random; string-skill inputs are made of `word`s."""
+        text = rng.choice(list(self.table)) if self.table is not None else self.make_input(rng, word)
         return rng.choice(self.instructions), text, self.answer(text)
 
 
@@ -78,8 +90,8 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-def _at_least_two_words(rng: random.Random) -> str:
-    while len(_words(text := random_words(rng))) < 2:
+def _at_least_two_words(rng: random.Random, word: Word) -> str:
+    while len(_words(text := random_words(rng, word))) < 2:
         pass
     return text
 
@@ -101,15 +113,15 @@ GENERIC_SKILLS: tuple[Skill, ...] = (
            "Tell me how many words"), fn=lambda t: str(len(_words(t)))),
     Skill("repeat_twice", "Repeat twice", "The input twice, separated by a space.",
           ("Repeat it twice", "Say it two times", "Write the text twice", "Double the text",
-           "Duplicate the input"), fn=lambda t: f"{t} {t}", make_input=lambda r: random_words(r, 2, 16)),
+           "Duplicate the input"), fn=lambda t: f"{t} {t}", make_input=lambda r, w: random_words(r, w, 2, 16)),
     Skill("drop_first_word", "Drop first word", "Everything but the first word.",
           ("Remove the first word", "Drop the first word", "Delete the opening word", "Skip the first word",
            "All but the first word"), fn=lambda t: " ".join(_words(t)[1:]),
-          make_input=lambda r: _at_least_two_words(r)),
+          make_input=_at_least_two_words),
     Skill("drop_last_word", "Drop last word", "Everything but the last word.",
           ("Remove the last word", "Drop the last word", "Delete the final word", "Skip the last word",
            "All but the last word"), fn=lambda t: " ".join(_words(t)[:-1]),
-          make_input=lambda r: _at_least_two_words(r)),
+          make_input=_at_least_two_words),
     Skill("initials", "Initials", "First letter of each word, in lower case, joined.",
           ("Give the initials", "First letter of every word", "Take each word's first letter",
            "Initial letters only", "Write the initials"), fn=lambda t: "".join(w[0] for w in _words(t))),
