@@ -241,6 +241,17 @@ def bricks_rollback(brick_id: str, to: Optional[int] = typer.Option(None, help="
     typer.echo(f"{card.id} is at v{card.version}")
 
 
+@app.command()
+@user_errors
+def analyze(out: Optional[Path] = typer.Option(None, help="Folder for JSON + PNG figures "
+                                                         "(default: benchmarks/results/emergent).")):
+    """Emergent bricks: FFN neuron scores per skill, overlaps, pruning, partitions, sparse accuracy."""
+    from composer.emergent.analyze import analyze as run_analysis
+
+    report = run_analysis(_base_path(), out)
+    typer.echo(report.summary())
+
+
 @index_app.command("build")
 @user_errors
 def index_build():
