@@ -36,6 +36,7 @@ class StepResult(BaseModel):
     mode: str
     used: list[str]
     weights: dict[str, float] | None
+    emergent: str | None = None
     note: str
     output: str
 
@@ -108,18 +109,33 @@ class Composer:
             live = [i for i, p in enumerate(plans) if depth < len(p.steps)]
             queries = [plans[i].steps[depth].instruction for i in live]
             hits = self.index.search_many(queries, max(3, self.settings.k))
-            chosen = [choose(h, plans[i].steps[depth].mode, self.settings, self) for h, i in zip(hits, live)]
+            sparse = [self._emergent(h) for h in hits]
+            chosen = [choose([x for x in h if x.id != e and self._kind(x.id) != "emergent"] if e is None else [],
+                             plans[i].steps[depth].mode, self.settings, self)
+                      for h, e, i in zip(hits, sparse, live)]
             prompts = [render(q, current[i]) for q, i in zip(queries, live)]
-            outputs = self.engine.generate(prompts, [c.mix for c in chosen])
-            for i, q, h, c, out in zip(live, queries, hits, chosen, outputs):
+            outputs = self.engine.generate(prompts, [c.mix for c in chosen], emergent=sparse)
+            for i, q, h, c, e, out in zip(live, queries, hits, chosen, sparse, outputs):
                 out = out.strip()
-                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h, mode=c.mode, used=c.used,
-                                            weights=c.weights, note=c.note, output=out))
+                note = c.note if e is None else f"emergent brick {e}: the base with that skill's FFN neurons only"
+                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h, mode=c.mode if e is None
+                                            else "emergent", used=c.used if e is None else [e], weights=c.weights,
+                                            emergent=e, note=note, output=out))
                 current[i] = out
         return [Result(instruction=p.instruction, output=current[i], plan=p, steps=traces[i])
                 for i, p in enumerate(plans)]
 
     # -- helpers -------------------------------------------------------------------------
+    def _kind(self, brick_id: str) -> str:
+        return self.engine.library.card(brick_id).kind
+
+    def _emergent(self, hits: list[BrickHit]) -> str | None:
+        """An emergent brick runs a step (sparse, on the base) only when it is the best hit
+        and clears the threshold: a LoRA brick that wins keeps the dense base it was trained on."""
+        if hits and hits[0].score >= self.settings.threshold and self._kind(hits[0].id) == "emergent":
+            return hits[0].id
+        return None
+
     def merged(self, weights: dict[str, float], method: str) -> str:
         """A transient brick merging `weights` (merge mode); made once per (bricks, method)."""
         from composer.ops.merge import get_method, merge_adapters

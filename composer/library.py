@@ -130,7 +130,7 @@ class BrickLibrary:
         h = hashlib.sha256()
         for brick_id in self.ids():
             folder = self.path(brick_id)
-            for name in (CARD, "adapter_config.json", "adapter_model.safetensors"):
+            for name in (CARD, "adapter_config.json", "adapter_model.safetensors", "masks.safetensors"):
                 f = folder / name
                 h.update(f"{brick_id}/{name}".encode())
                 if f.is_file():

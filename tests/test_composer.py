@@ -1,6 +1,7 @@
 """The façade on tiny random models of five real architectures: plan -> retrieve -> run -> trace."""
 
 import pytest
+import torch
 
 from composer import Composer, ComposerError
 from composer.engine.batch import Route
@@ -101,3 +102,34 @@ def test_forced_mixture_runs_weighted_rows(tmp_path, embedder_path):
     assert routed.output == c.engine.generate([prompt], [Route.arrow(["shout", "yell"], k=2)])[0].strip()
     with pytest.raises(ComposerError, match="unknown mode"):
         c.run("Make it all caps: hello", mode="blend")
+
+
+def test_emergent_brick_runs_a_sparse_step_and_composes_with_lora(tmp_path, embedder_path):
+    from composer.emergent.partition import save_emergent
+    from composer.library import BrickCard, fingerprint
+
+    base = tiny_model("llama")
+    save_base(base, tmp_path / "base")
+    library = BrickLibrary(tmp_path / "lib", create=True)
+    add_random_brick(library, base, "shout", "Convert letters to upper case.", ["Make it all caps"])
+    masks = torch.zeros(2, 64, dtype=torch.bool)
+    masks[:, :16] = True
+    save_emergent(library, BrickCard(id="emergent-count", title="Count words (emergent)", kind="emergent",
+                                     description="FFN neurons that count words", examples=["Count the words"],
+                                     base_fingerprint=fingerprint(base)), masks, base)
+    c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)
+
+    step = c.run("Count the words: a b c").steps[0]
+    assert step.mode == "emergent" and step.emergent == "emergent-count" and step.used == ["emergent-count"]
+    prompt = render("Count the words", "a b c")
+    assert step.output == c.engine.generate([prompt], [None], emergent=["emergent-count"])[0].strip()
+    assert c.run("Make it all caps: hi").steps[0].emergent is None  # LoRA winner keeps the dense base
+
+    # one batch: a dense row, a sparse row, and a sparse row with a LoRA brick; each equals its row alone
+    mixes, sparse = [None, None, {"shout": 1.0}], [None, "emergent-count", "emergent-count"]
+    together = c.engine.generate([prompt] * 3, mixes, emergent=sparse)
+    alone = [c.engine.generate([prompt], [m], emergent=[e])[0] for m, e in zip(mixes, sparse)]
+    assert together == alone
+    assert together[0] == c.engine.generate([prompt], [None])[0]
+    with pytest.raises(ComposerError, match="not an emergent brick"):
+        c.engine.generate([prompt], [None], emergent=["shout"])

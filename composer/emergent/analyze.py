@@ -3,7 +3,8 @@
     python -m composer.emergent.analyze [--base bricks/base] [--out benchmarks/results/emergent]
 
 Steps, on the generic skills the base was pre-trained on (`GENERIC_SKILLS`):
-1. profile: mean |h| over prompt tokens per example, plus a token sample (`profile.py`);
+1. profile: mean |h| over prompt tokens per example (for scores), and over prompt + answer
+   with a token sample (for masks, partitions and the router) (`profile.py`);
 2. functionality scores (AP, one-vs-rest) per neuron and skill; their distribution, the best
    score per layer and skill, top-5 % sets per layer and their Jaccard overlap (`scores.py`);
 3. pruning: zero a skill's top-5 % neurons per layer (or a random 5 %) and measure exact
@@ -11,11 +12,15 @@ Steps, on the generic skills the base was pre-trained on (`GENERIC_SKILLS`):
 4. emergent bricks: MoEfication partitions (balanced k-means) and a router; exact match vs
    the share of FFN neurons active for per-instruction skill masks (neurons or whole
    experts, from the skill's profile: the mask an emergent brick retrieved for that
-   instruction would carry), per-token routing and random masks;
-5. one emergent brick per skill (masks at the sparsest operating point that keeps >= 95 %
-   of dense exact match) written to a library; JSON + PNG figures written to `out_dir`.
+   instruction would carry; neurons ranked by mean contribution |h_i| · ||W_down[:, i]||
+   over the skill's prompts and answers, layers budgeted by `partition.skill_masks`),
+   per-token routing (MoEfication router) and random masks;
+5. one emergent brick per skill (its mask at the sparsest per-instruction operating point
+   that keeps >= 95 % of dense exact match) written to a library; JSON + PNG to `out_dir`.
 Profiling and evaluation use different inputs (seeds); the skill of an evaluation row is
 known (oracle retrieval: retrieval quality is the index's business, measured elsewhere).
+Cost: about 31 greedy evaluations of 9 × 32 prompts, 1.5-2 minutes for the default base on
+two busy CPU cores.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -30,12 +36,13 @@ import torch
 from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from composer.defaults.build import eval_set
 from composer.defaults.skills import GENERIC_SKILLS, Skill
 from composer.emergent import figures
 from composer.emergent.partition import partition, save_emergent, skill_masks
-from composer.emergent.profile import Example, Profile, ffn_layers, record
+from composer.emergent.profile import Example, Profile, TokenSample, ffn_layers, output_norms, record
 from composer.emergent.scores import functionality_scores, jaccard, top_sets
-from composer.emergent.sparse import SparseFFN, expert_mass, train_router
+from composer.emergent.sparse import Router, SparseFFN, expert_mass, train_router
 from composer.engine.generate import generate
 from composer.errors import ComposerError
 from composer.library import BrickCard, BrickLibrary, Metrics, fingerprint
@@ -46,7 +53,7 @@ from composer.storage import write_json
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = ROOT / "bricks" / "base"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "emergent"
-FRACTIONS = (0.125, 0.25, 0.375, 0.5)  # k / E for E = 16 experts
+FRACTIONS = (0.125, 0.25, 0.3125, 0.375, 0.5)  # k / E for E = 16 experts
 TARGET = 0.95  # share of dense exact match to keep
 STATIC = ("skill neurons", "skill experts")  # per-instruction masks, what an emergent brick stores
 
@@ -100,14 +107,33 @@ class AnalysisReport(BaseModel):
     dense: Accuracy
     pruning: list[PruneRow]
     experts: int
-    partition_coverage: dict[str, dict[str, float]]  # features -> k/E -> activation mass in top-k experts
-    partition_features: str  # the better-covering partition, used by routers and bricks
+    # held-out tokens: share of activation mass in the k = fraction · E heaviest experts per layer
+    # ("weights" / "coactivation" partition), or in the k the router picks ("router")
+    partition_coverage: dict[str, dict[str, float]]
+    partition_features: str  # the better-covering partition, used by the router and "skill experts"
     sparsity: list[SparsePoint]
     best_point: SparsePoint | None  # sparsest point >= TARGET of dense at <= 40 % active
     target_met: bool
     bricks: list[str]
     seconds: float
     files: list[str]
+
+    def summary(self) -> str:
+        """A few lines for a terminal: what was measured and whether the sparsity goal was met."""
+        diagonal = [row.loss_change[row.pruned] for row in self.pruning if row.pruned != "random"]
+        off = [v for row in self.pruning if row.pruned != "random"
+               for skill, v in row.loss_change.items() if skill != row.pruned]
+        point = self.best_point
+        return "\n".join([
+            f"base {self.base} ({self.layers} FFN layers x {self.neurons_per_layer} neurons), {self.seconds:.0f}s",
+            f"functionality scores: median {self.scores.quantiles['p50']:.2f} (base rate {self.scores.base_rate:.2f}), "
+            f"{self.scores.share_above['0.8']:.0%} of neurons score > 0.8 for some skill",
+            f"pruning a skill's top-{self.top_fraction:.0%}: its own answer loss {sum(diagonal) / len(diagonal):+.2f}, "
+            f"other skills' {sum(off) / len(off):+.2f} (mean nats/token)",
+            f"dense exact match {self.dense.mean:.3f}; >= 95% of it at <= 40% neurons active: "
+            + (f"yes ({point.method}, {point.fraction_active:.0%} active, {point.ratio_to_dense:.0%} of dense)"
+               if point else "no"),
+            f"emergent bricks: {len(self.bricks)}; results in {Path(self.files[-1]).parent}"])
 
 
 def skill_examples(skills: Sequence[Skill], per_skill: int, seed: int) -> tuple[list[Example], list[int]]:
@@ -117,27 +143,77 @@ def skill_examples(skills: Sequence[Skill], per_skill: int, seed: int) -> tuple[
     return examples, [i for i in range(len(skills)) for _ in range(per_skill)]
 
 
-@torch.inference_mode()
-def evaluate(model, tokenizer, examples: Sequence[Example], labels: Sequence[int], skills: Sequence[str],
-             sparse: SparseFFN, row_masks: torch.Tensor | None = None, *, loss: bool = False, chunk: int = 96,
-             max_new_tokens: int = 40) -> Accuracy:
-    """Greedy exact match (and teacher-forced answer loss if `loss`) per skill; `row_masks`
-    `[N, L, I]` are set chunk by chunk (SparseFFN takes one mask per batch row)."""
-    right, losses = [0.0] * len(skills), [0.0] * len(skills)
-    counts = [labels.count(s) for s in range(len(skills))]
-    for start in range(0, len(examples), chunk):
-        rows, marks = examples[start:start + chunk], labels[start:start + chunk]
-        if row_masks is not None:
-            sparse.masks = row_masks[start:start + chunk]
-        answers = generate(model, tokenizer, [render(i, x) for i, x, _ in rows], max_new_tokens=max_new_tokens,
-                           batch_size=len(rows))
-        for answer, (_, _, want), label in zip(answers, rows, marks):
-            right[label] += answer.strip() == want.strip()
-        if loss:
-            for label, value in zip(marks, answer_loss(model, tokenizer, rows).tolist()):
-                losses[label] += value
-    return Accuracy(exact_match={s: right[i] / counts[i] for i, s in enumerate(skills)},
-                    loss={s: round(losses[i] / counts[i], 4) for i, s in enumerate(skills)} if loss else None)
+@dataclass(frozen=True)
+class Bench:
+    """The model and the evaluation rows (with their skill index) every condition is run on."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    rows: list[Example]
+    labels: list[int]
+    skills: list[str]
+
+    @torch.inference_mode()
+    def run(self, sparse: SparseFFN, row_masks: torch.Tensor | None = None, *, loss: bool = False, chunk: int = 96,
+            max_new_tokens: int = 40) -> Accuracy:
+        """Greedy exact match (and teacher-forced answer loss if `loss`) per skill under `sparse`;
+        `row_masks` `[N, L, I]` are set chunk by chunk (SparseFFN takes one mask per batch row)."""
+        n = len(self.skills)
+        right, losses, counts = [0.0] * n, [0.0] * n, [self.labels.count(s) for s in range(n)]
+        with sparse:
+            for start in range(0, len(self.rows), chunk):
+                rows, marks = self.rows[start:start + chunk], self.labels[start:start + chunk]
+                if row_masks is not None:
+                    sparse.masks = row_masks[start:start + chunk]
+                answers = generate(self.model, self.tokenizer, [render(i, x) for i, x, _ in rows],
+                                   max_new_tokens=max_new_tokens, batch_size=len(rows))
+                for answer, (_, _, want), label in zip(answers, rows, marks):
+                    right[label] += answer.strip() == want.strip()
+                if loss:
+                    for label, value in zip(marks, answer_loss(self.model, self.tokenizer, rows).tolist()):
+                        losses[label] += value
+        return Accuracy(exact_match={s: right[i] / counts[i] for i, s in enumerate(self.skills)},
+                        loss={s: round(losses[i] / counts[i], 4) for i, s in enumerate(self.skills)} if loss else None)
+
+
+def prune(bench: Bench, tops: torch.Tensor, dense: Accuracy, fraction: float,
+          generator: torch.Generator) -> list[PruneRow]:
+    """Zero each skill's top set `tops` `[S, L, I]`, then a random `fraction` of every layer."""
+    layers, width = tops.shape[1:]
+    random_keep = torch.rand(layers, width, generator=generator).argsort(-1) >= round(fraction * width)
+    out = []
+    for name, keep in [*zip(bench.skills, ~tops), ("random", random_keep)]:
+        acc = bench.run(SparseFFN(bench.model, keep), loss=True)
+        out.append(PruneRow(
+            pruned=name, accuracy=acc,
+            exact_match_change={s: round(acc.exact_match[s] - dense.exact_match[s], 4) for s in bench.skills},
+            loss_change={s: round(acc.loss[s] - dense.loss[s], 4) for s in bench.skills}))
+    return out
+
+
+def sparsity_curve(bench: Bench, dense: Accuracy, importance: torch.Tensor, assignment: torch.Tensor, router,
+                   generator: torch.Generator, log=print) -> list[SparsePoint]:
+    """Exact match at each of FRACTIONS for the four masking methods (module doc, step 4)."""
+    layers, width = assignment.shape
+    experts = int(assignment.max()) + 1
+    row_skill = torch.tensor(bench.labels)
+    curve = []
+    for fraction in FRACTIONS:
+        random_keep = torch.rand(layers, width, generator=generator).argsort(-1) < round(fraction * width)
+        conditions = {
+            "skill neurons": (SparseFFN(bench.model), skill_masks(importance, fraction)[row_skill]),
+            "skill experts": (SparseFFN(bench.model), skill_masks(importance, fraction, assignment)[row_skill]),
+            "router (per token)": (SparseFFN(bench.model, router=router, k=max(1, round(fraction * experts))), None),
+            "random neurons": (SparseFFN(bench.model, random_keep), None),
+        }
+        for method, (sparse, rows) in conditions.items():
+            acc = bench.run(sparse, rows)
+            active = rows.float().mean().item() if rows is not None else sparse.active_fraction
+            curve.append(SparsePoint(method=method, fraction=fraction, fraction_active=round(active, 4), accuracy=acc,
+                                     ratio_to_dense=round(acc.mean / max(dense.mean, 1e-9), 4)))
+        log(f"sparsity {fraction}: "
+            + ", ".join(f"{p.method} {p.ratio_to_dense:.2f}" for p in curve[-len(conditions):]))
+    return curve
 
 
 def answer_loss(model, tokenizer, rows: Sequence[Example]) -> torch.Tensor:
@@ -161,20 +237,31 @@ def score_stats(scores: torch.Tensor, profile: Profile) -> ScoreStats:
         best_per_layer=[[round(v, 4) for v in row] for row in scores.amax(-1).T.tolist()])
 
 
-def coverage(profile: Profile, assignment: torch.Tensor, fractions: Sequence[float]) -> dict[str, float]:
-    """Share of per-token activation mass Σ|h| held by its k best experts (an oracle router)."""
+@torch.no_grad()
+def coverage(tokens: TokenSample, assignment: torch.Tensor, fractions: Sequence[float],
+             router: Router | None = None) -> dict[str, float]:
+    """Share of the per-token activation mass Σ|h| kept by k = fraction · E experts per layer:
+    the k heaviest (an oracle router), or the k the `router` picks."""
     experts = int(assignment.max()) + 1
-    acts = profile.tokens.activations
     out = {}
     for fraction in fractions:
         k = max(1, round(fraction * experts))
         kept = total = 0.0
-        for layer in range(acts.shape[1]):
-            mass = expert_mass(acts[:, layer], assignment[layer], experts)
-            kept += mass.topk(k, -1).values.sum().item()
+        for layer in range(len(assignment)):
+            mass = expert_mass(tokens.activations[:, layer], assignment[layer], experts)
+            picks = (router(layer, tokens.inputs[:, layer]) if router is not None else mass).topk(k, -1).indices
+            kept += mass.gather(-1, picks).sum().item()
             total += mass.sum().item()
         out[str(fraction)] = round(kept / total, 4)
     return out
+
+
+def split(tokens: TokenSample, share: float, generator: torch.Generator) -> tuple[TokenSample, TokenSample]:
+    """A random (share, 1 - share) split of a token sample: router training vs held-out rows."""
+    order = torch.randperm(len(tokens.inputs), generator=generator)
+    cut = int(share * len(order))
+    return (TokenSample(tokens.inputs[order[:cut]], tokens.activations[order[:cut]]),
+            TokenSample(tokens.inputs[order[cut:]], tokens.activations[order[cut:]]))
 
 
 def analyze(base_path: str | Path | None = None, out_dir: str | Path | None = None, *,
@@ -197,61 +284,31 @@ def analyze(base_path: str | Path | None = None, out_dir: str | Path | None = No
     skills = [s.id for s in GENERIC_SKILLS]
 
     examples, labels = skill_examples(GENERIC_SKILLS, profile_per_skill, seed=seed + 1)
-    profile = record(model, tokenizer, examples, labels, skills, tokens_per_example=8, seed=seed)
+    profile = record(model, tokenizer, examples, labels, skills)
+    answered = record(model, tokenizer, examples, labels, skills, answers=True, tokens_per_example=8, seed=seed)
     scores = functionality_scores(profile)
     tops = top_sets(scores, top_fraction)
     log(f"[{time.time() - start:.0f}s] profiled {len(examples)} prompts, scored {scores.numel()} neuron-skill pairs")
 
-    from composer.defaults.build import eval_set
-
     evals = [eval_set(s, size=eval_per_skill)[:eval_per_skill] for s in GENERIC_SKILLS]
-    eval_rows = [e for rows in evals for e in rows]
-    eval_labels = [i for i, rows in enumerate(evals) for _ in rows]
-
-    def run(sparse: SparseFFN, row_masks: torch.Tensor | None = None, loss: bool = False) -> Accuracy:
-        with sparse:
-            return evaluate(model, tokenizer, eval_rows, eval_labels, skills, sparse, row_masks, loss=loss)
-
-    dense = run(SparseFFN(model), loss=True)
+    bench = Bench(model, tokenizer, [e for rows in evals for e in rows],
+                  [i for i, rows in enumerate(evals) for _ in rows], skills)
+    dense = bench.run(SparseFFN(model), loss=True)
     log(f"[{time.time() - start:.0f}s] dense exact match {dense.mean:.3f}")
-
-    width = layers[0].width
     generator = torch.Generator().manual_seed(seed)
-    random_keep = torch.rand(len(layers), width, generator=generator).argsort(-1) >= round(top_fraction * width)
-    pruning = []
-    for name, keep in [*zip(skills, ~tops), ("random", random_keep)]:
-        acc = run(SparseFFN(model, keep), loss=True)
-        pruning.append(PruneRow(
-            pruned=name, accuracy=acc,
-            exact_match_change={s: round(acc.exact_match[s] - dense.exact_match[s], 4) for s in skills},
-            loss_change={s: round(acc.loss[s] - dense.loss[s], 4) for s in skills}))
+    pruning = prune(bench, tops, dense, top_fraction, generator)
     log(f"[{time.time() - start:.0f}s] pruning done")
 
-    assignments = {f: partition(model, experts, features=f, tokens=profile.tokens, seed=seed)
+    train_tokens, held_out = split(answered.tokens, 0.8, generator)
+    assignments = {f: partition(model, experts, features=f, tokens=train_tokens, seed=seed)
                    for f in ("weights", "coactivation")}
-    cover = {f: coverage(profile, a, FRACTIONS) for f, a in assignments.items()}
+    cover = {f: coverage(held_out, a, FRACTIONS) for f, a in assignments.items()}
     features = max(cover, key=lambda f: sum(cover[f].values()))
     assignment = assignments[features]
-    router = train_router(profile.tokens, assignment, seed=seed)
-    importance = profile.mean_by_skill()  # [S, L, I]
-    row_index = torch.tensor(eval_labels)
-    curve = []
-    for fraction in FRACTIONS:
-        k = max(1, round(fraction * experts))
-        conditions = {
-            "skill neurons": (SparseFFN(model), skill_masks(importance, fraction)[row_index]),
-            "skill experts": (SparseFFN(model), skill_masks(importance, fraction, assignment)[row_index]),
-            "router (per token)": (SparseFFN(model, router=router, k=k), None),
-            "random neurons": (SparseFFN(model, torch.rand(len(layers), width, generator=generator).argsort(-1)
-                                         < round(fraction * width)), None),
-        }
-        for method, (sparse, rows) in conditions.items():
-            acc = run(sparse, rows)
-            active = rows.float().mean().item() if rows is not None else sparse.active_fraction
-            curve.append(SparsePoint(method=method, fraction=fraction, fraction_active=round(active, 4), accuracy=acc,
-                                     ratio_to_dense=round(acc.mean / max(dense.mean, 1e-9), 4)))
-        log(f"[{time.time() - start:.0f}s] sparsity {fraction}: " +
-            ", ".join(f"{p.method} {p.ratio_to_dense:.2f}" for p in curve[-len(conditions):]))
+    router = train_router(train_tokens, assignment, seed=seed)
+    cover["router"] = coverage(held_out, assignment, FRACTIONS, router)
+    importance = answered.mean_by_skill() * output_norms(model)  # [S, L, I] mean contribution
+    curve = sparsity_curve(bench, dense, importance, assignment, router, generator, log=log)
     good = [p for p in curve if p.ratio_to_dense >= TARGET and p.fraction_active <= 0.4 + 1e-6]
     best = min(good, key=lambda p: (p.fraction_active, -p.ratio_to_dense)) if good else None
 
@@ -262,11 +319,12 @@ def analyze(base_path: str | Path | None = None, out_dir: str | Path | None = No
     out.mkdir(parents=True, exist_ok=True)
     files = figures.draw(out, skills=skills, best_per_layer=scores.amax(-1).T, all_scores=scores.reshape(-1),
                          base_rate=1 / len(skills), overlap=jaccard(tops), pruning=pruning, curve=curve,
-                         target=TARGET, top_fraction=top_fraction)
+                         coverage=cover, features=features, target=TARGET, top_fraction=top_fraction)
     report = AnalysisReport(
         base=str(base_path), base_fingerprint=fingerprint(model), skills=skills, layers=len(layers),
-        neurons_per_layer=width, profile_examples_per_skill=profile_per_skill, eval_examples_per_skill=eval_per_skill,
-        natural_sparsity=round((profile.tokens.activations == 0).float().mean().item(), 4),
+        neurons_per_layer=layers[0].width, profile_examples_per_skill=profile_per_skill,
+        eval_examples_per_skill=eval_per_skill,
+        natural_sparsity=round((answered.tokens.activations == 0).float().mean().item(), 4),
         scores=score_stats(scores, profile), top_fraction=top_fraction,
         overlap=[[round(v, 4) for v in row] for row in jaccard(tops).tolist()], dense=dense, pruning=pruning,
         experts=experts, partition_coverage=cover, partition_features=features, sparsity=curve, best_point=best,
@@ -296,7 +354,7 @@ def write_bricks(model, library: str | Path, importance: torch.Tensor, assignmen
                             samples=samples, eval=f"{samples} fresh inputs, base with only these neurons"),
             source={"made_by": "composer.emergent.analyze", "method": point.method,
                     "fraction_active": round(mask.float().mean().item(), 4),
-                    "experts_per_layer": int(assignment.max()) + 1})
+                    **({"experts_per_layer": int(assignment.max()) + 1} if by_experts else {})})
         save_emergent(lib, card, mask, model)
         ids.append(card.id)
     return ids
@@ -308,10 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--library", type=Path, default=None, help="where emergent bricks go (default OUT/bricks)")
     args = parser.parse_args(argv)
-    report = analyze(args.base, args.out, library=args.library)
-    print(f"dense exact match {report.dense.mean:.3f}; target met: {report.target_met}"
-          + (f" ({report.best_point.method}, {report.best_point.fraction_active:.0%} active, "
-             f"{report.best_point.ratio_to_dense:.0%} of dense)" if report.best_point else ""))
+    print(analyze(args.base, args.out, library=args.library).summary())
 
 
 if __name__ == "__main__":

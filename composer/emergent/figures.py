@@ -3,7 +3,8 @@
 scores.png    best functionality score per layer × skill, and the histogram of all scores
 overlap.png   Jaccard overlap of the skills' top neuron sets
 pruning.png   exact-match and loss change on every skill (columns) after pruning a skill's top set (rows)
-sparsity.png  exact match relative to dense vs share of FFN neurons active, per method
+sparsity.png  exact match relative to dense vs share of FFN neurons active, per method, and
+              the activation mass per-token expert selection keeps
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _heatmap(ax, values, rows: Sequence[str], cols: Sequence[str], *, cmap: str,
 
 
 def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_scores: torch.Tensor,
-         base_rate: float, overlap: torch.Tensor, pruning, curve, target: float, top_fraction: float) -> list[Path]:
+         base_rate: float, overlap: torch.Tensor, pruning, curve, coverage: dict[str, dict[str, float]],
+         features: str, target: float, top_fraction: float) -> list[Path]:
     """Write the figures into `out`; returns their paths. pruning: `PruneRow`s, curve: `SparsePoint`s."""
     import matplotlib
 
@@ -78,7 +80,7 @@ def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     for method in dict.fromkeys(p.method for p in curve):
         points = sorted((p.fraction_active, p.ratio_to_dense) for p in curve if p.method == method)
         ax.plot(*zip(*points), marker="o", label=method)
@@ -86,9 +88,18 @@ def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_
     ax.axvline(0.4, color="gray", ls=":", lw=1, label="40 % active")
     ax.set_xlabel("share of FFN neurons active")
     ax.set_ylabel("exact match / dense exact match")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, max(1.05, max(p.ratio_to_dense for p in curve) + 0.05))
     ax.legend(fontsize=8)
     ax.set_title("sparse inference on the generic skills")
+    for name, points in coverage.items():
+        xs = sorted(points, key=float)
+        right.plot([float(x) for x in xs], [points[x] for x in xs], marker="o",
+                   label=f"router picks ({features} experts)" if name == "router" else f"{name} experts, oracle top-k")
+    right.set_xlabel("share of experts per layer (k / E)")
+    right.set_ylabel("share of activation mass Σ|h| kept")
+    right.set_ylim(0, 1.02)
+    right.legend(fontsize=8)
+    right.set_title("per-token expert coverage (held-out tokens)")
     fig.tight_layout()
     paths.append(out / "sparsity.png")
     fig.savefig(paths[-1], dpi=120)

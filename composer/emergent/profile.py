@@ -12,10 +12,13 @@ and another one there can switch neurons off (`sparse.py`). Hooking the *outer*
 module also keeps working when peft or the engine wraps the down projection in a LoRA layer
 (`down_proj.base_layer` is the original): the hook sees the whole FFN input of that layer.
 
-`record` runs rendered prompts (no answer) through the model and keeps, per example, the mean
-|h_i| over its prompt tokens (MoEfication / the seed paper's per-instance activation), plus
-optionally a random sample of single tokens (FFN input x and neurons h) for co-activation
-clustering and for training a router.
+`record` runs rendered prompts through the model and keeps, per example, the mean |h_i| over
+its prompt tokens (the seed paper's per-instance activation, used for functionality scores),
+or with `answers=True` over prompt + answer + EOS, teacher-forced (what generation actually
+runs through, used to pick the neurons a skill needs), plus optionally a random sample of
+single tokens (FFN input x and neurons h) for co-activation clustering and router training.
+`output_norms` gives ||W_down[:, i]||: a neuron's contribution to the FFN output is
+|h_i| · ||W_down[:, i]||, so that product ranks neurons by what they add to the residual.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from composer.errors import ComposerError
 from composer.prompt import render
@@ -50,9 +54,7 @@ def _in_features(module: nn.Module) -> int:
     transformers' Conv1D (GPT-2) stores its weight `[d_in, d_out]`."""
     if isinstance(getattr(module, "in_features", None), int):
         return module.in_features
-    if hasattr(module, "base_layer"):
-        return _in_features(module.base_layer)
-    return int(module.weight.shape[0])
+    return int(base_module(module).weight.shape[0])
 
 
 def ffn_layers(model: nn.Module) -> list[FFNLayer]:
@@ -108,10 +110,10 @@ def _keep(into: dict[int, torch.Tensor], index: int):
 
 @torch.no_grad()  # not inference_mode: a router trains on what this returns
 def record(model: nn.Module, tokenizer, examples: Sequence[Example], labels: Sequence[int], skills: Sequence[str],
-           *, batch_size: int = 64, tokens_per_example: int = 0, seed: int = 0) -> Profile:
-    """Profile `examples` (prompt only) on `model`.
+           *, answers: bool = False, batch_size: int = 64, tokens_per_example: int = 0, seed: int = 0) -> Profile:
+    """Profile `examples` on `model`: the prompt only, or with `answers` prompt + answer + EOS.
 
-    labels[i] indexes `skills`. With `tokens_per_example` > 0 that many prompt tokens per
+    labels[i] indexes `skills`. With `tokens_per_example` > 0 that many profiled tokens per
     example (uniformly, without replacement) also land in `Profile.tokens`.
     """
     if len(examples) != len(labels) or not examples:
@@ -129,7 +131,8 @@ def record(model: nn.Module, tokenizer, examples: Sequence[Example], labels: Seq
     try:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
-            ids, mask = _right_pad(tokenizer, [render(i, x) for i, x, _ in chunk])
+            ids, mask = _right_pad(tokenizer, [render(i, x) + (y + tokenizer.eos_token if answers else "")
+                                               for i, x, y in chunk])
             ids, mask = ids.to(device), mask.to(device)
             model(input_ids=ids, attention_mask=mask)
             weight = (mask / mask.sum(1, keepdim=True)).float()[..., None]  # [B, T, 1]
@@ -145,3 +148,19 @@ def record(model: nn.Module, tokenizer, examples: Sequence[Example], labels: Seq
             handle.remove()
     sample = TokenSample(torch.cat(token_x), torch.cat(token_h)) if tokens_per_example else None
     return Profile(torch.cat(means), torch.as_tensor(list(labels), dtype=torch.long), tuple(skills), sample)
+
+
+def base_module(module: nn.Module) -> nn.Module:
+    """The module under any LoRA wrapper (peft, the engine): both keep the original as base_layer."""
+    return base_module(module.base_layer) if hasattr(module, "base_layer") else module
+
+
+@torch.no_grad()
+def output_norms(model: nn.Module) -> torch.Tensor:
+    """||W_down[:, i]|| of every neuron, `[L, I]`: the size of what one unit of h_i adds to the output."""
+    norms = []
+    for layer in ffn_layers(model):
+        down = base_module(layer.down)
+        weight = down.weight.float()  # nn.Linear [H, I]; transformers' Conv1D [I, H]
+        norms.append(weight.norm(dim=1) if isinstance(down, Conv1D) else weight.norm(dim=0))
+    return torch.stack(norms)

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from composer.emergent.partition import load_masks
+from composer.emergent.sparse import SparseFFN
 from composer.engine.batch import BatchContext, BatchMapping, BrickError, Kernel, Route
 from composer.engine.generate import generate, sampling_options, seeded
 from composer.engine.layers import inject
@@ -111,19 +114,25 @@ class Engine:
     # -- verbs -------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], mixes: Sequence[Mix], *, max_new_tokens: int | None = None,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 seed: int | None = None) -> list[str]:
+                 seed: int | None = None, emergent: Sequence[str | None] | None = None) -> list[str]:
         """One completion per prompt, in order, each row under its own mix ({brick: weight}, a
         `Route` or None). Greedy by default; `do_sample` draws with `temperature` / `top_p`,
-        reproducibly given `seed` (sampling temperature; an Arrow route has its own)."""
+        reproducibly given `seed` (sampling temperature; an Arrow route has its own).
+
+        `emergent` names, per row, an emergent brick whose FFN neuron mask that row runs
+        under (None: dense); the mask gates the LoRA branch of `down_proj` too, so a row can
+        combine a sparse base with its LoRA bricks."""
         if isinstance(prompts, str):
             raise BrickError("generate takes a list of prompts, not one string")
         sampling_options(do_sample, temperature, top_p)  # bad options fail before any work
         new_tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         device = next(self.model.parameters()).device
+        masks = self._masks(emergent, len(prompts))
 
         def run(wave: list[int]) -> list[str]:
-            return generate(self.model, self.tokenizer, [prompts[i] for i in wave], new_tokens,
-                            batch_size=len(wave), do_sample=do_sample, temperature=temperature, top_p=top_p)
+            with nullcontext() if masks is None else SparseFFN(self.model, masks[wave]):
+                return generate(self.model, self.tokenizer, [prompts[i] for i in wave], new_tokens,
+                                batch_size=len(wave), do_sample=do_sample, temperature=temperature, top_p=top_p)
 
         with self._lock, seeded(seed, device):
             return self._run(self._rows(mixes, len(prompts)), run)
@@ -177,6 +186,21 @@ class Engine:
         if mix.mode == "arrow" and mix.k > self.k_max:
             raise BrickError(f"mix {i}: arrow k={mix.k} is above the engine's k_max={self.k_max}")
         return mix
+
+    def _masks(self, emergent: Sequence[str | None] | None, n: int) -> torch.Tensor | None:
+        """Per-row neuron masks `[rows, layers, neurons]` (all ones for dense rows), or None."""
+        if emergent is None or not any(emergent):
+            return None
+        if len(emergent) != n:
+            raise BrickError(f"one emergent brick (or None) per prompt: {n} prompts, {len(emergent)} given")
+        loaded = {}
+        for brick_id in set(filter(None, emergent)):
+            card = self.library.card(brick_id)
+            if card.kind != "emergent" or card.base_fingerprint != self.base_fingerprint:
+                raise BrickError(f"brick {brick_id!r} is not an emergent brick of this base")
+            loaded[brick_id] = load_masks(self.library.path(brick_id), self.model)
+        dense = torch.ones_like(next(iter(loaded.values())))
+        return torch.stack([loaded[b] if b else dense for b in emergent])
 
     def add_transient(self, brick_id: str, folder: Path, base_fingerprint: str) -> None:
         """Serve a brick that is not in the library (e.g. a merge made for one request), by an

@@ -40,20 +40,39 @@ def test_coactivation_partitions_need_tokens(tiny):
         partition(model, 4, features="gradients")
 
 
-def test_skill_masks_keep_neurons_or_whole_experts():
+def test_skill_masks_keep_the_heaviest_neurons_within_budget():
     g = torch.Generator().manual_seed(0)
     importance = torch.rand(3, 2, 16, generator=g)
-    neurons = skill_masks(importance, 0.25)
-    assert neurons.sum(-1).eq(4).all()
-    assert torch.equal(neurons[0, 0], importance[0, 0] >= importance[0, 0].topk(4).values[-1])
+    masks = skill_masks(importance, 0.25)
+    kept = masks.sum((1, 2))
+    assert (kept <= 8).all() and (kept >= 6).all()  # 25 % of 32 units, ties aside
+    for s in range(3):
+        for layer in range(2):  # within a layer the kept neurons are the heaviest ones
+            row, keep = importance[s, layer], masks[s, layer]
+            assert keep.any() and (row[keep].min() > row[~keep].max())
+
+
+def test_layers_get_the_budget_their_spread_needs():
+    """Layer 0 is one dominant neuron, layer 1 spreads its work evenly: layer 1 keeps more."""
+    importance = torch.full((1, 2, 16), 1.0)
+    importance[0, 0, 3] = 100.0
+    masks = skill_masks(importance, 0.5)
+    assert masks[0, 0].sum() < masks[0, 1].sum()
+    assert masks[0, 0, 3] and masks.sum() <= 16
+
+
+def test_expert_masks_keep_whole_experts():
+    g = torch.Generator().manual_seed(0)
+    importance = torch.rand(3, 2, 16, generator=g)
     assignment = torch.arange(16).remainder(4).expand(2, 16)  # expert e = neurons e, e+4, e+8, e+12
-    experts = skill_masks(importance, 0.5, assignment)
-    assert experts.sum(-1).eq(8).all()
+    masks = skill_masks(importance, 0.5, assignment)
+    assert (masks.sum((1, 2)) <= 16).all()
     for s in range(3):
         for layer in range(2):
-            kept = set(assignment[layer][experts[s, layer]].tolist())
-            assert len(kept) == 2
-            assert experts[s, layer].eq(torch.isin(assignment[layer], torch.tensor(sorted(kept)))).all()
+            experts = assignment[layer][masks[s, layer]].unique()
+            assert masks[s, layer].eq(torch.isin(assignment[layer], experts)).all()
+    with pytest.raises(ComposerError, match="fraction"):
+        skill_masks(importance, 0.0)
 
 
 def card(model, brick_id="emergent-copy", kind="emergent"):

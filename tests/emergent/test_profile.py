@@ -65,3 +65,19 @@ def test_base_without_ffn_is_a_clear_error(tiny):
 def test_labels_must_match_examples(tiny):
     with pytest.raises(ComposerError, match="one label per example"):
         record(tiny.make(), tiny.tokenizer, tiny.examples, tiny.labels[:2], tiny.skills)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_answers_extend_the_profile_and_output_norms_fit(tiny, arch):
+    from composer.emergent.profile import output_norms
+
+    model = tiny.make(arch)
+    prompt = record(model, tiny.tokenizer, tiny.examples, tiny.labels, tiny.skills, tokens_per_example=100)
+    full = record(model, tiny.tokenizer, tiny.examples, tiny.labels, tiny.skills, answers=True, tokens_per_example=100)
+    answer_tokens = sum(len(y.encode()) + 1 for _, _, y in tiny.examples)  # bytes + EOS
+    assert len(full.tokens.activations) - len(prompt.tokens.activations) == answer_tokens
+    assert not torch.allclose(full.activations, prompt.activations)
+    norms = output_norms(model)
+    layer = model.transformer.h[1].mlp.c_proj if arch == "gpt2" else model.model.layers[1].mlp.down_proj
+    column = layer.weight[5] if arch == "gpt2" else layer.weight[:, 5]  # neuron 5's output weights
+    assert norms.shape == (2, tiny.width[arch]) and torch.isclose(norms[1, 5], column.norm())

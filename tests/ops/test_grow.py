@@ -55,3 +55,15 @@ def test_bad_training_data_is_refused_before_training(env, tmp_path, content, me
     with pytest.raises(ComposerError, match=message):
         grow(library, library.base_path, "new", tmp_path / "bad.jsonl", "d", ["e"], config=FAST, progress=False)
     assert library.ids() == []
+
+
+def test_a_grown_brick_is_retrieved_by_composer_run(env):
+    from composer import Composer
+    from composer.index import default_embedder_path
+
+    library, path = env
+    grow(library, library.base_path, "double", path, "Write the text twice in a row", ["Say it twice", "Double it"],
+         config=FAST, rank=4, alpha=8, progress=False)
+    c = Composer.from_path(library.base_path, library.root, embedder=default_embedder_path())
+    step = c.run("Say it twice: ab").steps[0]
+    assert step.used == ["double"] and step.bricks[0].id == "double"
