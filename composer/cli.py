@@ -262,7 +262,7 @@ def index_build():
     bricks, folder = _library_paths()
     index = BrickIndex(BrickLibrary(bricks), folder, load_embedder(_state.get("embedder")), _state.get("embedder"))
     index.build()
-    typer.echo(f"indexed {len(index._rows)} texts of {len(set(index._rows))} bricks into {folder}")
+    typer.echo(f"indexed {len(index.rows)} texts of {len(set(index.rows))} bricks into {folder}")
 
 
 def entrypoint() -> None:

@@ -103,6 +103,11 @@ class BrickIndex:
             "library_fingerprint": self._fingerprint, "embedder": Path(self.embedder_name).name,
             "faiss_sha256": digest, "rows": self._rows})
 
+    @property
+    def rows(self) -> list[str]:
+        """The brick id of each indexed vector, in index order."""
+        return list(self._rows)
+
     # -- search ------------------------------------------------------------------------
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)

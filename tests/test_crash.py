@@ -64,7 +64,7 @@ def _check(root, index_dir, embedder):
                 old = folder / ".versions" / f"v{v}"
                 assert (old / "brick.json").is_file() and (old / "adapter_model.safetensors").is_file()
     index = BrickIndex(library, index_dir, embedder).load_or_build()
-    assert sorted(set(index._rows)) == library.ids()
+    assert sorted(set(index.rows)) == library.ids()
 
 
 @pytest.mark.slow

@@ -156,7 +156,7 @@ def build_index(out: Path, index_dir: Path) -> None:
     from composer.library import BrickLibrary
 
     index = BrickIndex(BrickLibrary(out), index_dir).build()
-    print(f"index: {len(index._rows)} vectors for {len(set(index._rows))} bricks in {index_dir}")
+    print(f"index: {len(index.rows)} vectors for {len(set(index.rows))} bricks in {index_dir}")
 
 
 def report(out: Path) -> str:
