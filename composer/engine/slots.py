@@ -38,11 +38,8 @@ from safetensors.torch import load_file
 
 from composer.engine.batch import BrickError
 from composer.engine.layers import BrickLinear
+from composer.ops.merge.peft_io import PREFIX, UNSUPPORTED, pattern_value
 
-PREFIX = "base_model.model."
-# peft options that change the maths or add weights this engine does not serve.
-UNSUPPORTED = ("use_dora", "lora_bias", "modules_to_save", "trainable_token_indices", "layer_replication",
-               "alora_invocation_tokens", "target_parameters", "arrow_config", "use_qalora")
 
 
 @dataclass(frozen=True)
@@ -71,14 +68,6 @@ class SlotStats:
     hits: int = 0        # requests for a brick already resident
     evictions: int = 0
     disk_reads: int = 0  # adapter files read (CPU cache misses)
-
-
-def _pattern_value(patterns: Mapping[str, float], module: str, default: float) -> float:
-    """peft's `get_pattern_key`: the first key matching the end of the module name, after a dot."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return value
-    return default
 
 
 def read_brick(brick_id: str, folder: Path, layers: Mapping[str, BrickLinear], max_rank: int) -> BrickWeights:
@@ -122,12 +111,12 @@ def read_brick(brick_id: str, folder: Path, layers: Mapping[str, BrickLinear], m
         if a.shape != (r, layer.in_features) or b.shape != (layer.out_features, r):
             raise BrickError(f"{where}: shapes at {name!r} are A {tuple(a.shape)}, B {tuple(b.shape)}; the base "
                              f"layer needs A [r, {layer.in_features}] and B [{layer.out_features}, r]")
-        expected = int(_pattern_value(config.get("rank_pattern") or {}, name, config.get("r", r)))
+        expected = int(pattern_value(config.get("rank_pattern") or {}, name, config.get("r", r)))
         if r != expected:
             raise BrickError(f"{where}: {name!r} has rank {r} but its adapter_config says {expected}")
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise BrickError(f"{where}: weights at {name!r} hold NaN or inf")
-        alpha = float(_pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8)))
+        alpha = float(pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8)))
         modules[name] = ModuleDelta(a=a, b=b, scale=alpha / (math.sqrt(r) if rslora else r))
     return BrickWeights(brick_id=brick_id, rank=max(d.a.shape[0] for d in modules.values()), modules=modules)
 
