@@ -44,10 +44,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ComposerError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2)
-        except FileNotFoundError as err:
+        except (ComposerError, FileNotFoundError) as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2)
 
@@ -182,7 +179,6 @@ def bricks_merge(sources: list[str] = typer.Argument(..., help="ID[:WEIGHT] ..."
                  density: Optional[float] = typer.Option(None), svd_rank: Optional[int] = typer.Option(None),
                  seed: Optional[int] = typer.Option(None)):
     """Merge bricks into a new brick; the card records sources, method and weights."""
-    from composer.errors import ComposerError
     from composer.ops.merge import merge_bricks
 
     pairs = []
