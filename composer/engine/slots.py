@@ -1,20 +1,13 @@
 """`SlotManager`: N resident slots for M >> N registered bricks, LRU over slots.
 
 A brick is registered by id, folder and the base fingerprint on its card (only its files'
-stamps are read, so a brick rewritten in place is reloaded); when a batch needs it, its peft files are read (safetensors + JSON only, never pickle),
-validated against the served layers, kept in a small CPU cache, and copied into a free slot
-of every served layer, evicting the least recently used brick that is neither pinned nor held
-by a running batch. Everything that can be wrong with a brick is found while reading, before
-any slot is touched, and raised as a `BrickError` naming the problem; a bad brick never
-leaves a slot half written.
-
-Peft adapter files: `adapter_config.json` (r, lora_alpha, rank_pattern, alpha_pattern,
-use_rslora, ...) and `adapter_model.safetensors` with keys
-`base_model.model.<module>.lora_A.weight` `[r, d_in]` and `...lora_B.weight` `[d_out, r]`
-(also for GPT-2's transposed `Conv1D`, see peft `tuners/lora/layer.py`), where `<module>` is
-the module's name in the base model. Per module: r from the tensors (must equal the
-config's, pattern applied), alpha from `alpha_pattern` else `lora_alpha`, scale = alpha / r,
-or alpha / √r with `use_rslora`.
+stamps are read, so a brick rewritten in place is reloaded). When a batch needs it, its peft
+folder is read by `composer.ops.merge.peft_io.read_lora_folder` (safetensors + JSON only,
+never pickle; the file format is described there), checked against the served layers, kept
+in a small CPU cache, and copied into a free slot of every served layer, evicting the least
+recently used brick that is neither pinned nor held by a running batch. Everything that can
+be wrong with a brick is found while reading, before any slot is touched, and raised as a
+`BrickError` naming the problem; a bad brick never leaves a slot half written.
 
 `plan_waves` splits a batch whose rows need more distinct bricks than there are slots into
 waves that each fit; the engine runs them one after another.
@@ -22,9 +15,6 @@ waves that each fit; the engine runs them one after another.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -32,30 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Iterator, Mapping, Sequence
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
 from composer.engine.batch import BrickError
 from composer.engine.layers import BrickLinear
-from composer.ops.merge.peft_io import PREFIX, UNSUPPORTED, pattern_value
-
-
-
-@dataclass(frozen=True)
-class ModuleDelta:
-    """One module's LoRA: a = lora_A `[r, d_in]`, b = lora_B `[d_out, r]`, scale = s."""
-
-    a: torch.Tensor
-    b: torch.Tensor
-    scale: float
+from composer.errors import ComposerError
+from composer.ops.merge.base import LoraFactors
+from composer.ops.merge.peft_io import read_lora_folder
 
 
 @dataclass(frozen=True)
 class BrickWeights:
     brick_id: str
     rank: int                             # the largest rank over its modules
-    modules: dict[str, ModuleDelta]       # base-model module name -> delta
+    modules: dict[str, LoraFactors]       # base-model module name -> factors
 
     @property
     def nbytes(self) -> int:
@@ -71,54 +49,29 @@ class SlotStats:
 
 
 def read_brick(brick_id: str, folder: Path, layers: Mapping[str, BrickLinear], max_rank: int) -> BrickWeights:
-    """Read and validate a peft LoRA folder against the served `layers`; fp32 CPU tensors."""
-    folder = Path(folder)
+    """Read a peft LoRA folder (`read_lora_folder`) and check it against the served `layers`;
+    fp32 CPU tensors."""
     where = f"brick {brick_id!r} ({folder})"
     try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-        tensors = load_file(folder / "adapter_model.safetensors", device="cpu")
-    except (OSError, ValueError, SafetensorError) as err:
-        raise BrickError(f"{where}: cannot read its adapter files: {str(err).splitlines()[0]}") from None
-    if config.get("peft_type", "LORA") != "LORA":
-        raise BrickError(f"{where} is a {config.get('peft_type')} adapter; only LoRA bricks are served")
-    options = [k for k in UNSUPPORTED if config.get(k)]
-    if options:
-        raise BrickError(f"{where} uses peft options this engine does not serve: {', '.join(options)}")
-    pairs: dict[str, dict[str, torch.Tensor]] = {}
-    for key, tensor in tensors.items():
-        match = re.fullmatch(rf"{re.escape(PREFIX)}(.+)\.lora_([AB])\.weight", key)
-        if not match:
-            raise BrickError(f"{where} holds tensor {key!r}; only lora_A / lora_B weights of "
-                             "linear modules are served")
-        pairs.setdefault(match[1], {})[match[2]] = tensor
-    if not pairs:
-        raise BrickError(f"{where} holds no LoRA weights")
-    unknown = sorted(set(pairs) - set(layers))
+        lora = read_lora_folder(folder)
+    except ComposerError as err:
+        raise BrickError(f"{where}: {err}") from None
+    unknown = sorted(set(lora.modules) - set(layers))
     if unknown:
         example = next(iter(layers))
         raise BrickError(f"{where} targets modules the base does not have or the engine does not serve: "
                          f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} "
                          f"({len(layers)} served modules, e.g. {example!r})")
-    rslora = bool(config.get("use_rslora"))
-    modules: dict[str, ModuleDelta] = {}
-    for name, pair in sorted(pairs.items()):
-        if set(pair) != {"A", "B"}:
-            raise BrickError(f"{where}: module {name!r} has lora_{''.join(pair)} but not both A and B")
-        a, b, layer = pair["A"].float(), pair["B"].float(), layers[name]
-        r = a.shape[0]
+    modules: dict[str, LoraFactors] = {}
+    for name, factors in lora.modules.items():
+        a, b, layer, r = factors.a.float(), factors.b.float(), layers[name], factors.rank
         if r > max_rank:
             raise BrickError(f"{where} has rank {r} at {name!r}, above the engine's max rank {max_rank}")
         if a.shape != (r, layer.in_features) or b.shape != (layer.out_features, r):
             raise BrickError(f"{where}: shapes at {name!r} are A {tuple(a.shape)}, B {tuple(b.shape)}; the base "
                              f"layer needs A [r, {layer.in_features}] and B [{layer.out_features}, r]")
-        expected = int(pattern_value(config.get("rank_pattern") or {}, name, config.get("r", r)))
-        if r != expected:
-            raise BrickError(f"{where}: {name!r} has rank {r} but its adapter_config says {expected}")
-        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-            raise BrickError(f"{where}: weights at {name!r} hold NaN or inf")
-        alpha = float(pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8)))
-        modules[name] = ModuleDelta(a=a, b=b, scale=alpha / (math.sqrt(r) if rslora else r))
-    return BrickWeights(brick_id=brick_id, rank=max(d.a.shape[0] for d in modules.values()), modules=modules)
+        modules[name] = LoraFactors(a=a, b=b, scale=factors.scale)
+    return BrickWeights(brick_id=brick_id, rank=max(f.rank for f in modules.values()), modules=modules)
 
 
 def plan_waves(needs: Sequence[Collection[str]], *, slots: int, pinned: Collection[str] = (),

@@ -15,10 +15,10 @@ from transformers.pytorch_utils import Conv1D
 from composer.engine.batch import BatchContext, BatchMapping, BrickError, Route
 from composer.engine.engine import Engine
 from composer.engine.layers import KERNELS, BrickLinear
-from composer.engine.slots import PREFIX
 from composer.errors import ComposerError
 from composer.library import LibraryError
 from composer.ops import arrow
+from composer.ops.merge.peft_io import PREFIX
 
 # mixed ranks and alphas; "c" only touches the attention input projection, so elsewhere it is
 # no candidate (and rows routed among a and c fall back to a alone there)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from composer.engine.batch import BrickError
 from composer.engine.engine import Engine
 from composer.engine.generate import generate
-from composer.engine.slots import PREFIX, BrickError
 from composer.library import LibraryError
+from composer.ops.merge.peft_io import PREFIX
 
 ARCHS = ["llama", "qwen2", "mistral", "phi3", "gpt2"]
 # mixed ranks, alphas and targets in one batch
@@ -131,7 +132,7 @@ def _break(library, kit, base, problem):
             tensors[key.replace("q_proj", "nope_proj").replace("lora_A", "lora_B")] = \
                 tensors.pop(key.replace("lora_A", "lora_B"))
         else:
-            tensors[key] = torch.zeros(2, 31)
+            tensors[key] = torch.zeros(tensors[key].shape[0], 31)  # right rank, wrong input width
         save_file(tensors, path)
     return {"bad": 1.0}
 

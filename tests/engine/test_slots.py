@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from composer.engine.batch import BatchContext, BatchMapping
+from composer.engine.batch import BatchContext, BatchMapping, BrickError
 from composer.engine.layers import inject
-from composer.engine.slots import PREFIX, BrickError, SlotManager, plan_waves, read_brick
+from composer.engine.slots import SlotManager, plan_waves, read_brick
 from composer.library import fingerprint
+from composer.ops.merge.peft_io import PREFIX
 
 FP = "f" * 16
 
@@ -62,9 +63,9 @@ def test_read_brick_scales_and_patterns(served, library, kit):
     ("nan", "NaN or inf"),
     ("half", "not both A and B"),
     ("dora", "use_dora"),
-    ("config_rank", "adapter_config says 5"),
-    ("extra", "only lora_A / lora_B"),
-    ("missing", "cannot read"),
+    ("config_rank", "adapter_config says r=5"),
+    ("extra", "not a LoRA A/B weight"),
+    ("missing", "has no adapter_model.safetensors"),
 ])
 def test_bad_bricks_are_refused_before_any_slot_changes(served, library, kit, problem, match):
     _, _, layers, base = served
@@ -80,8 +81,8 @@ def test_bad_bricks_are_refused_before_any_slot_changes(served, library, kit, pr
     else:
         path = folder(library, kit, base, "bad")
         edits = {
-            "module": lambda t: t.__setitem__(PREFIX + "model.layers.0.self_attn.nope.lora_A.weight",
-                                              t.pop(q + ".lora_A.weight")),
+            "module": lambda t: t.update({PREFIX + f"model.layers.0.self_attn.nope.lora_{x}.weight":
+                                          t.pop(f"{q}.lora_{x}.weight") for x in "AB"}),
             "shape": lambda t: t.__setitem__(q + ".lora_A.weight", torch.zeros(4, 33)),
             "nan": lambda t: t[q + ".lora_B.weight"].__setitem__((0, 0), float("nan")),
             "half": lambda t: t.pop(q + ".lora_B.weight"),
@@ -205,7 +206,8 @@ def test_thousand_bricks_on_eight_slots(kit, tmp_path):
     layers = inject(model, context, slots=8, max_rank=4)
     manager = SlotManager(layers, base_fingerprint=FP, cache_size=4)
     shapes = {n: (l.in_features, l.out_features) for n, l in layers.items()}
-    config = json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4})
+    config = json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+                         "target_modules": sorted({n.rsplit(".", 1)[-1] for n in shapes})})
     for i in range(1000):
         path = tmp_path / f"b{i}"
         path.mkdir()
