@@ -25,7 +25,7 @@ from composer.ops.merge import MERGE_METHODS, merge_bricks
 from composer.prompt import render
 
 TASKS = ["capital", "antonym", "plural", "french"]
-WEIGHT = 1 / len(TASKS)  # an average of the four task vectors; a plain sum (weight 1 each) kept 0% with every method
+WEIGHT = 1 / len(TASKS)  # an average of the four task vectors
 PARAMS = {"ties": {"density": 0.5}, "dare_linear": {"density": 0.5, "seed": 0}, "dare_ties": {"density": 0.5, "seed": 0},
           "magnitude_prune": {"density": 0.5}}
 

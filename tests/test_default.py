@@ -73,20 +73,20 @@ def test_a_generic_skill_retrieves_its_emergent_brick(c):
 def test_cards_carry_measured_numbers():
     """Every default skill has a card whose numbers are re-measurable: two bricks are
     evaluated again from scratch with peft and must reproduce their cards exactly."""
-    from composer.defaults.build import eval_set
+    from composer.defaults.build import measure
     from composer.defaults.skills import SKILLS
-    from composer.ops.train import exact_match
 
     library = BrickLibrary(BRICKS)
     cards = {c.id: c for c in library.cards() if c.kind == "customized"}
     assert {s.id for s in BRICK_SKILLS} <= set(cards)
     for card in cards.values():
+        assert card.metrics.exact_match >= 0.95, card.id  # the acceptance bar of every default brick
         assert card.metrics.base_exact_match <= 0.20, card.id  # the base alone fails every brick skill
         assert len(card.examples) >= 5
     base = AutoModelForCausalLM.from_pretrained(BRICKS / "base", dtype=torch.float32)
     for brick_id in ("acronym", "capital"):
         model = PeftModel.from_pretrained(base, str(library.path(brick_id)))
-        assert exact_match(model, _tokenizer(), eval_set(SKILLS[brick_id])) == cards[brick_id].metrics.exact_match
+        assert measure(SKILLS[brick_id], model, _tokenizer()) == cards[brick_id].metrics
         base = model.unload()
 
 
@@ -135,3 +135,15 @@ def test_emergent_analysis_of_the_default_base(tmp_path):
                                                                   "sparsity.png"}
     assert len(report.bricks) == 9 and BrickLibrary(tmp_path / "lib").card(report.bricks[0]).kind == "emergent"
     assert report.natural_sparsity > 0.5 and report.target_met
+
+
+def test_acceptance_inputs_are_ones_the_skill_changes():
+    """One word is its own word reversal: such inputs would credit a base that only copies."""
+    from composer.defaults.build import eval_set
+    from composer.defaults.skills import SKILLS
+
+    plain = eval_set(SKILLS["reverse_words"])
+    changed = eval_set(SKILLS["reverse_words"], changed=True)
+    assert any(x == y for _, x, y in plain) and all(x != y for _, x, y in changed) and len(changed) == 100
+    with pytest.raises(ValueError, match="copy leaves nearly every input unchanged"):
+        eval_set(SKILLS["copy"], changed=True)
