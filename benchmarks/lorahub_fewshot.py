@@ -13,36 +13,22 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import tempfile
-from pathlib import Path
+
+from knowledge_bricks import TASKS, accuracy, scratch_library
 
 from composer.composer import ROOT
 from composer.defaults.skills import SKILLS
 from composer.engine.engine import Engine, load_base
-from composer.library import BrickLibrary
 from composer.ops.lorahub import lorahub_search
 from composer.ops.merge import merge_bricks
-from composer.prompt import render
 
-TASKS = ["capital", "antonym", "plural", "french"]
 SHOTS = 5
-
-
-def accuracy(engine: Engine, brick_id: str, items: list[tuple[str, str]], instruction: str) -> float:
-    outputs = engine.generate([render(instruction, x) for x, _ in items], [{brick_id: 1.0}] * len(items))
-    return sum(o.strip() == y for o, (_, y) in zip(outputs, items)) / len(items)
 
 
 def main() -> None:
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "bricks"
-        shutil.copytree(ROOT / "bricks" / "base", root / "base")
-        for task in TASKS:
-            shutil.copytree(ROOT / "bricks" / task, root / task)
-        library = BrickLibrary(root)
-        base, tokenizer = load_base(root / "base", "cpu")
+    with scratch_library() as library:
+        base, tokenizer = load_base(library.root / "base", "cpu")
         merge_bricks(library, [(t, 1 / len(TASKS)) for t in TASKS], "uniform", "cat")
         for task in TASKS:
             skill = SKILLS[task]

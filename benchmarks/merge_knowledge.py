@@ -11,49 +11,37 @@ card's first instruction for each task) next to the single brick's. Writes
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 import torch
+from knowledge_bricks import TASKS, accuracy, scratch_library
 
 from composer.composer import ROOT
 from composer.defaults.skills import SKILLS
 from composer.engine.engine import Engine, load_base
-from composer.library import BrickLibrary
 from composer.ops.merge import MERGE_METHODS, merge_bricks
-from composer.prompt import render
 
-TASKS = ["capital", "antonym", "plural", "french"]
 WEIGHT = 1 / len(TASKS)  # an average of the four task vectors
 PARAMS = {"ties": {"density": 0.5}, "dare_linear": {"density": 0.5, "seed": 0}, "dare_ties": {"density": 0.5, "seed": 0},
           "magnitude_prune": {"density": 0.5}}
 
 
-def accuracy(engine: Engine, brick_id: str, task: str) -> float:
+def table_accuracy(engine: Engine, brick_id: str, task: str) -> float:
+    """On the task's whole table, asked with its card's first instruction."""
     skill = SKILLS[task]
-    items = list(skill.table.items())
-    prompts = [render(skill.instructions[0], x) for x, _ in items]
-    outputs = engine.generate(prompts, [{brick_id: 1.0}] * len(prompts))
-    return sum(o.strip() == y for o, (_, y) in zip(outputs, items)) / len(items)
+    return accuracy(engine, brick_id, list(skill.table.items()), skill.instructions[0])
 
 
 def main() -> None:
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "bricks"
-        shutil.copytree(ROOT / "bricks" / "base", root / "base")
-        for task in TASKS:
-            shutil.copytree(ROOT / "bricks" / task, root / task)
-        library = BrickLibrary(root)
+    with scratch_library() as library:
         for method in MERGE_METHODS:
             merge_bricks(library, [(t, WEIGHT) for t in TASKS], f"merged_{method}", method, **PARAMS.get(method, {}))
-        model, tokenizer = load_base(root / "base", "cpu")
+        model, tokenizer = load_base(library.root / "base", "cpu")
         engine = Engine(model, tokenizer, library, max_rank=64, batch_size=128)
-        single = {t: accuracy(engine, t, t) for t in TASKS}
+        single = {t: table_accuracy(engine, t, t) for t in TASKS}
         rows = {}
         for method in MERGE_METHODS:
-            acc = {t: accuracy(engine, f"merged_{method}", t) for t in TASKS}
+            acc = {t: table_accuracy(engine, f"merged_{method}", t) for t in TASKS}
             rows[method] = {"accuracy": acc, "kept": {t: acc[t] / single[t] for t in TASKS},
                             "mean_kept": sum(acc[t] / single[t] for t in TASKS) / len(TASKS)}
             print(method, rows[method]["mean_kept"], flush=True)
