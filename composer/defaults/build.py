@@ -29,8 +29,9 @@ BRICK_TRAIN = TrainConfig(steps=3000, batch_size=16, lr=2e-3, warmup=30, seed=0)
 # per-character map on top of the base's copying, and learns several times slower; deleting
 # vowels shifts every later character, and its last errors need twice the default budget.
 STEPS = {"reverse": 10000, "remove_vowels": 6000}
-# Solves its 64-input dev set at 94% on the evaluation: trained to the end of its schedule.
-FULL_SCHEDULE = {"reverse_words"}
+# These solve the 64-input dev set before they clear the evaluation by a safe margin (reverse_words
+# stopped at 94%, capitalize at 96%): trained to the end of their schedule instead.
+FULL_SCHEDULE = {"reverse_words", "capitalize", "rot13"}
 LORA_RANK, LORA_ALPHA = 16, 32
 EVAL_SIZE = 100
 # The string skills take the longest: trained first so the parallel jobs end together.
