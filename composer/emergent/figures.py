@@ -26,6 +26,15 @@ def _heatmap(ax, values, rows: Sequence[str], cols: Sequence[str], *, cmap: str,
     return image
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_scores: torch.Tensor,
          base_rate: float, overlap: torch.Tensor, pruning, curve, coverage: dict[str, dict[str, float]],
          features: str, target: float, top_fraction: float) -> list[Path]:
@@ -49,19 +58,13 @@ def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_
     right.set_ylabel("neuron × skill pairs")
     right.legend()
     right.set_title("distribution of all scores")
-    fig.tight_layout()
-    paths.append(out / "scores.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "scores.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = _heatmap(ax, overlap.tolist(), skills, skills, cmap="magma_r", vmin=0, vmax=1, fmt=".2f")
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(f"Jaccard overlap of top-{top_fraction:.0%} neurons per layer")
-    fig.tight_layout()
-    paths.append(out / "overlap.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "overlap.png"))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
     names = [f"prune {row.pruned}" for row in pruning]
@@ -75,10 +78,7 @@ def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_
     fig.colorbar(image, ax=right, fraction=0.046, label="answer loss − dense (nats/token)")
     right.set_xlabel("evaluated skill")
     fig.suptitle(f"zeroing a skill's top-{top_fraction:.0%} neurons per layer (or a random {top_fraction:.0%})")
-    fig.tight_layout()
-    paths.append(out / "pruning.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "pruning.png"))
 
     fig, (ax, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     for method in dict.fromkeys(p.method for p in curve):
@@ -100,8 +100,5 @@ def draw(out: Path, *, skills: Sequence[str], best_per_layer: torch.Tensor, all_
     right.set_ylim(0, 1.02)
     right.legend(fontsize=8)
     right.set_title("per-token expert coverage (held-out tokens)")
-    fig.tight_layout()
-    paths.append(out / "sparsity.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, out / "sparsity.png"))
     return paths
