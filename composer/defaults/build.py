@@ -34,8 +34,6 @@ STEPS = {"reverse": 10000, "remove_vowels": 6000}
 FULL_SCHEDULE = {"reverse_words", "capitalize", "rot13"}
 LORA_RANK, LORA_ALPHA = 16, 32
 EVAL_SIZE = 100
-# The string skills take the longest: trained first so the parallel jobs end together.
-HARD = ("reverse", "reverse_words", "remove_vowels", "rot13", "capitalize", "uppercase", "acronym")
 ALL_INSTRUCTIONS = [i for s in SKILLS.values() for i in s.instructions]
 
 
@@ -153,9 +151,12 @@ def build_brick(skill: Skill, out: Path, base_path: Path) -> dict:
         if skill.table is not None:
             (tmp / "data.jsonl").write_text("".join(json.dumps({"input": x, "output": y}) + "\n"
                                                    for x, y in skill.table.items()))
-    print(f"{skill.id}: exact match {metrics.exact_match:.2%} with brick, {metrics.base_exact_match:.2%} base alone, "
-          f"{len(losses)} steps", flush=True)
+    print(f"{said(skill.id, metrics)}, {len(losses)} steps", flush=True)
     return metrics.model_dump()
+
+
+def said(skill_id: str, metrics: Metrics) -> str:
+    return f"{skill_id}: exact match {metrics.exact_match:.2%} with brick, {metrics.base_exact_match:.2%} base alone"
 
 
 def remeasure(out: Path, ids: list[str]) -> None:
@@ -169,8 +170,7 @@ def remeasure(out: Path, ids: list[str]) -> None:
         card = BrickCard.model_validate_json((out / skill_id / "brick.json").read_text())
         card.metrics = measure(SKILLS[skill_id], model, tokenizer)
         write_json(out / skill_id / "brick.json", card.model_dump())
-        print(f"{skill_id}: exact match {card.metrics.exact_match:.2%} with brick, "
-              f"{card.metrics.base_exact_match:.2%} base alone", flush=True)
+        print(said(skill_id, card.metrics), flush=True)
         base_model = model.unload()
 
 
@@ -239,8 +239,9 @@ def main() -> None:
         evaluate_base(args.out / "base")
     wanted = set(filter(None, args.only.split(","))) or {s.id for s in BRICK_SKILLS}
     if args.stage in ("all", "bricks"):
-        hardest_first = sorted((s for s in BRICK_SKILLS if s.id in wanted), key=lambda s: s.id not in HARD)
-        build_bricks(args.out, [s.id for s in hardest_first], args.jobs)
+        # String skills take the longest: trained first so the parallel jobs end together.
+        strings_first = sorted((s for s in BRICK_SKILLS if s.id in wanted), key=lambda s: s.kind != "string")
+        build_bricks(args.out, [s.id for s in strings_first], args.jobs)
     if args.stage == "measure":
         remeasure(args.out, [s.id for s in BRICK_SKILLS if s.id in wanted])
     if args.stage in ("all", "emergent"):
