@@ -1,0 +1,42 @@
+"""One app for the UI tests, on a temp copy of the embedded library (the repo's bricks/ is
+never written), served on a free local port."""
+
+import os
+import shutil
+import socket
+
+import pytest
+
+from composer.workspace import ROOT
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+pytestmark = pytest.mark.skipif(not (ROOT / "bricks" / "base" / "config.json").is_file(), reason="default not built")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    from composer import Workspace
+
+    if not (ROOT / "bricks" / "base" / "config.json").is_file():
+        pytest.skip("default not built")
+    root = tmp_path_factory.mktemp("ui-library")
+    shutil.copytree(ROOT / "bricks", root / "bricks", ignore=shutil.ignore_patterns(".library.lock"))
+    shutil.copytree(ROOT / "index", root / "index")
+    return Workspace(root / "bricks", index=root / "index")
+
+
+@pytest.fixture(scope="session")
+def served(workspace):
+    """(url, app) of the launched UI."""
+    from ui import build_app, launch
+
+    app = build_app(workspace)
+    _, url, _ = launch(app, port=free_port(), block=False)
+    yield url.rstrip("/"), app
+    app.close()
