@@ -41,7 +41,10 @@ The same content is laid out once per kernel (see `composer.engine.layers`), all
 
 Rows without a brick appear in no pair: they cost nothing.
 
-`kernel_for` picks by shape. Measured on a 2-core AMD EPYC, fp32, one thread, one
+`kernel_for` picks by shape among the torch kernels (`kernel="torch"`, and "auto" off CUDA).
+On CUDA with `triton` importable, "auto" is the fused Triton pair instead
+(`composer.engine.triton_kernels`: one shrink and one expand launch per layer over the
+device tables `fused`, built here once per mapping; not yet measured on a GPU). Measured on a 2-core AMD EPYC, fp32, one thread, one
 1024->1024 layer, 32 rows, r=16, 32 distinct bricks: decode base 750 µs; BGMV +77 µs (reads
 the 4 MB of bricks once, at about the copy bandwidth); SGMV +254 µs (32 segments of small
 ops); gathering A and B per row instead +143 µs. Prefill (12 tokens a row): base 7.7 ms;
@@ -55,7 +58,7 @@ import math
 import numbers
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Hashable, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Hashable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
@@ -63,8 +66,11 @@ from composer.errors import ComposerError
 from composer.ops import arrow as arrow_ops
 from composer.ops.merge.base import Param
 
-Kernel = Literal["auto", "sgmv", "bgmv", "reference"]
-KERNEL_NAMES: tuple[str, ...] = ("auto", "sgmv", "bgmv", "reference")
+if TYPE_CHECKING:
+    from composer.engine.triton_kernels import FusedTables
+
+Kernel = Literal["auto", "torch", "triton", "sgmv", "bgmv", "reference"]
+KERNEL_NAMES: tuple[str, ...] = ("auto", "torch", "triton", "sgmv", "bgmv", "reference")
 MAX_WEIGHT = 10.0  # beyond this a LoRA delta swamps the base: almost surely a caller's bug
 
 
@@ -229,8 +235,11 @@ class BatchMapping:
     pad_rows: torch.Tensor               # [G·L] long, row of each block entry (0 for padding)
     pad_weights: torch.Tensor | None     # [G·L, 1, 1]; 0 for padding; None if no padding and all 1, or `arrow`
     aligned: bool                        # the block is the batch's first G·L rows, in order
-    kernel: Kernel = "auto"
+    kernel: Kernel = "auto"              # "auto" is resolved at build: "triton" on CUDA with triton
     arrow: ArrowRows | None = None       # the Arrow rows' gate layout; None when there are none
+    contiguous: bool = False             # the slots in use are one range: a strided view, no gather
+    balanced: bool = True                # the padded block wastes at most a quarter of its rows
+    fused: FusedTables | None = None     # the Triton kernels' device tables (kernel "triton" only)
 
     @classmethod
     def build(cls, rows: Sequence[Route | Sequence[tuple[int, float]]], *, device: torch.device | str = "cpu",
@@ -240,6 +249,14 @@ class BatchMapping:
         brick once)."""
         if kernel not in KERNEL_NAMES:
             raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNEL_NAMES)}")
+        if kernel in ("auto", "triton") and (kernel == "triton" or torch.device(device).type == "cuda"):
+            from composer.engine import triton_kernels  # imports triton: only on this path
+
+            if triton_kernels.usable(device):
+                kernel = "triton"
+            elif kernel == "triton":
+                raise ValueError(f"kernel 'triton' needs the triton package and a CUDA device "
+                                 f"(or TRITON_INTERPRET=1 for CPU tensors); device is {device}")
         static: list[tuple[tuple[int, float], ...]] = []
         routed: list[tuple[int, Route]] = []
         for i, row in enumerate(rows):
@@ -300,6 +317,10 @@ class BatchMapping:
             aligned=unit and pad_rows == list(range(len(pad_rows))),
             kernel=kernel,
             arrow=ArrowRows.build(routed, pairs, pad, device=device, dtype=dtype) if routed else None,
+            contiguous=bool(segments) and segments[-1].slot - segments[0].slot + 1 == len(segments),
+            balanced=len(pad) * 4 <= len(pairs) * 5,
+            fused=triton_kernels.FusedTables.build(len(rows), pairs, segments, device=device)
+            if kernel == "triton" else None,
         )
 
     @property
@@ -307,20 +328,14 @@ class BatchMapping:
         """No row has a brick: layers return the base output untouched."""
         return not self.segments
 
-    @property
-    def contiguous(self) -> bool:
-        """The slots in use are one range: their weights are a strided view, no gather."""
-        return self.slot_ids[-1] - self.slot_ids[0] + 1 == len(self.slot_ids)
-
     def kernel_for(self, tokens_per_row: int) -> Kernel:
-        """The kernel for one forward of `tokens_per_row` tokens per row (1 = a decode step):
-        BGMV for decode, and for a prefill whose padded block wastes at most a quarter of its
-        rows; SGMV for a prefill of unbalanced segments (no padding, exact ranks)."""
-        if self.kernel != "auto":
+        """The kernel for one forward of `tokens_per_row` tokens per row (1 = a decode step).
+        Torch kernels ("auto" off CUDA, "torch"): BGMV for decode, and for a prefill whose
+        padded block wastes at most a quarter of its rows; SGMV for a prefill of unbalanced
+        segments (no padding, exact ranks). Both facts are fixed at build, read here per layer."""
+        if self.kernel not in ("auto", "torch"):
             return self.kernel
-        if tokens_per_row == 1 or self.pad_rows.numel() * 4 <= self.pair_rows.numel() * 5:
-            return "bgmv"
-        return "sgmv"
+        return "bgmv" if tokens_per_row == 1 or self.balanced else "sgmv"
 
 
 class BatchContext:

@@ -30,7 +30,7 @@ stored `[d_in, d_out]`); peft saves lora_A `[r, d_in]` and lora_B `[d_out, r]` f
 one layout serves both. The base module itself runs the base product, so its numerics are
 the model's own.
 
-Three kernels compute the delta (one registry, `KERNELS`), picked per forward by
+Four kernels compute the delta (one registry, `KERNELS`), picked per forward by
 `BatchMapping.kernel_for` (measurements there):
 * `bgmv` (decode, balanced prefill): the rows of every slot gathered into one padded
   `[G, L·T, d_in]` block, two `bmm`s over the G distinct slots, one `index_add_`: a constant
@@ -38,6 +38,9 @@ Three kernels compute the delta (one registry, `KERNELS`), picked per forward by
   the slots are a range; x and y too when the batch is grouped by brick, `aligned`).
 * `sgmv` (unbalanced prefill): per segment (one slot) one `[n·T, d_in] @ [d_in, r]` and one
   `[n·T, r] @ [r, d_out]` at that slot's exact rank, then one `index_add_`; no padding.
+* `triton` (registered when the triton package is installed; chosen by "auto" on CUDA): one
+  fused shrink and one fused expand launch (`composer.engine.triton_kernels`), same
+  semantics; on CPU tensors it runs in Triton's interpreter, for tests only.
 * `reference`: per row, per brick, the dense ΔW = lora_bᵀ lora_a, in plain Python loops (an
   Arrow row: `composer.ops.arrow.reference`, per token): the semantics the other two are
   tested against.
@@ -45,6 +48,7 @@ Three kernels compute the delta (one registry, `KERNELS`), picked per forward by
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Callable, Collection
 
@@ -83,6 +87,8 @@ class BrickLinear(nn.Module):
         self.register_buffer("present", torch.zeros(slots, dtype=torch.bool, device=weight.device),
                              persistent=False)
         self.ranks = [0] * slots  # rank of the brick in each slot for this layer, 0 = none
+        self.register_buffer("rank_table", torch.zeros(slots, dtype=torch.int32, device=weight.device),
+                             persistent=False)  # `ranks` on the device, for the Triton kernels
 
     @property
     def weight(self) -> torch.Tensor:
@@ -106,6 +112,7 @@ class BrickLinear(nn.Module):
             self.lora_b[slot, r:].zero_()
             self.protos[slot].copy_(arrow.prototype(a, b))
             self.present[slot] = True
+            self.rank_table[slot] = r
         self.ranks[slot] = r
 
     def clear_slot(self, slot: int) -> None:
@@ -114,6 +121,7 @@ class BrickLinear(nn.Module):
             self.lora_b[slot].zero_()
             self.protos[slot].zero_()
             self.present[slot] = False
+            self.rank_table[slot] = 0
         self.ranks[slot] = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,9 +237,19 @@ def reference(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapp
             y[i] += arrow.reference(x[i], layer.protos[here], [delta(s) for s in here], route.k, route.temperature)
 
 
+def triton(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) -> None:
+    """Fused shrink + expand in two Triton launches (`composer.engine.triton_kernels`, which
+    imports triton: loaded on first use, so the package runs without it)."""
+    from composer.engine.triton_kernels import fused_lora
+
+    fused_lora(x, y, layer, m)
+
+
 KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor, BrickLinear, BatchMapping], None]] = {
     "sgmv": sgmv, "bgmv": bgmv, "reference": reference,
 }
+if importlib.util.find_spec("triton") is not None:  # found, not imported: that waits for first use
+    KERNELS["triton"] = triton
 
 
 def inject(model: nn.Module, context: BatchContext, *, slots: int, max_rank: int,
