@@ -23,7 +23,7 @@ from composer.batching import Batcher
 log = logging.getLogger(__name__)
 MODES = ["auto", "single", "mixture", "merge", "arrow", "sparse", "base"]
 MAX_TUNED = 2  # composers kept for non-default k / threshold (each holds its own copy of the base)
-MAX_K = 8
+MAX_K = 8  # the k slider's range; Gradio refuses values outside a control's range
 EXAMPLES = [
     ["Uppercase: big cat", ""],
     ["Reverse the words, then uppercase: hello big world", ""],
@@ -48,10 +48,6 @@ class Runner:
         settings = self.composer.settings
         k = settings.k if k is None else int(k)
         threshold = settings.threshold if threshold is None else float(threshold)
-        if not 1 <= k <= MAX_K:
-            raise ComposerError(f"k must be between 1 and {MAX_K}, got {k}")
-        if not 0 <= threshold <= 1:
-            raise ComposerError(f"threshold must be between 0 and 1, got {threshold}")
         if (k, threshold) == (settings.k, settings.threshold):
             return self._batched(instruction, input, mode, **sampling)
         return self._tuned_composer(k, threshold).stream(instruction, input, mode, **sampling)

@@ -61,8 +61,6 @@ class Trainer:
         """Check the request and start training; errors name the problem."""
         if not data_path:
             raise ComposerError("upload a JSONL file of {\"input\": ..., \"output\": ...} rows first")
-        if not str(data_path).endswith(".jsonl"):
-            raise ComposerError("the training data must be a .jsonl file")
         if os.path.getsize(data_path) > self.max_bytes:
             raise ComposerError(f"the training data is over {self.max_bytes // (1024 * 1024)} MB")
         brick_id, description = (brick_id or "").strip(), (description or "").strip()

@@ -1,0 +1,129 @@
+"""The launched app through gradio_client, as any HTTP client sees it: chat, bricks, grow, security."""
+
+import json
+
+import httpx
+import pytest
+
+from composer.workspace import ROOT
+
+CONTROLS = dict(mode="auto", k=3, threshold=0.45, decoding="greedy", temperature=0.7, top_p=0.9, seed=None)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served[0], verbose=False)
+
+
+def chat(client, instruction, input="", **controls):
+    """The final chat history as (title or None, text) pairs, the user's message first."""
+    c = {**CONTROLS, **controls}
+    history = client.predict([], instruction, input, c["mode"], c["k"], c["threshold"], c["decoding"],
+                             c["temperature"], c["top_p"], c["seed"], api_name="/chat")
+    return [((m.get("metadata") or {}).get("title"), "".join(p["text"] for p in m["content"] if p.get("type") == "text"))
+            for m in history]
+
+
+def test_chat_answers_with_one_collapsible_message_per_step(client):
+    history = chat(client, "Reverse the words, then uppercase: hello big world")
+    (_, asked), step1, step2, (title, answer) = history
+    assert asked == "Reverse the words, then uppercase: hello big world"
+    assert answer == "WORLD BIG HELLO" and title is None
+    assert step1[0].startswith("Step 1: Reverse the words → reverse_words")
+    assert step2[0].startswith("Step 2: uppercase → uppercase")
+    assert "`reverse_words` 1.00" in step1[1] and "`hello big world` → `WORLD BIG HELLO`" not in step1[1]
+    assert "`WORLD BIG HELLO`" in step2[1] and "**Mode:** single" in step2[1] and " ms" in step2[1]
+
+
+def test_chat_with_a_separate_input_box(client):
+    history = chat(client, "Give the plural", "goose")
+    assert "goose" in history[0][1] and history[-1][1] == "geese" and "→ plural" in history[1][0]
+
+
+def test_a_message_that_is_not_a_task_gets_what_the_library_can_do(client):
+    reply = chat(client, "hi")[-1][1]
+    assert "could not find a task" in reply and "**Uppercase**" in reply and "**Plural**" in reply
+    assert "Traceback" not in reply
+
+
+def test_a_bad_request_is_a_clear_chat_message_and_the_app_keeps_serving(client):
+    from gradio_client.exceptions import AppError
+
+    assert "ASCII" in chat(client, "Uppercase: café")[-1][1]
+    assert chat(client, "Uppercase: " + "x" * 300)[-1][1].startswith("⚠️")
+    with pytest.raises(AppError, match="nope is not in the list of choices"):  # refused by the controls
+        chat(client, "Uppercase: a", mode="nope")
+    with pytest.raises(AppError, match="less than minimum value 1"):
+        chat(client, "Uppercase: a", k=0)
+    assert chat(client, "Uppercase: big cat")[-1][1] == "BIG CAT"
+
+
+def test_threshold_is_applied_per_request(client):
+    assert chat(client, "Shout it: hi")[-1][1] == "HI"  # uppercase scores ~0.53, above the default 0.45
+    reply = chat(client, "Shout it: hi", threshold=0.9)[-1][1]
+    assert "No brick matches" in reply and "threshold 0.9" in reply
+    assert chat(client, "Shout it: hi")[-1][1] == "HI"
+
+
+def test_sampling_with_a_seed_is_repeatable(client):
+    first = chat(client, "Uppercase: big cat", decoding="sampling", temperature=1.5, seed=7)[-1][1]
+    assert first == chat(client, "Uppercase: big cat", decoding="sampling", temperature=1.5, seed=7)[-1][1]
+
+
+def test_search_and_card_and_a_refused_rollback(client):
+    hits, note = client.predict("make it all caps", 5, api_name="/search")
+    assert hits["data"][0][0] == "uppercase" and hits["data"][0][1] > 0.9 and len(hits["data"]) == 5 and note == ""
+    card, versions = client.predict("uppercase", api_name="/card")
+    assert "### Uppercase (`uppercase`, v1, customized)" in card and "exact match **99%**" in card
+    note, *_ = client.predict("uppercase", None, api_name="/rollback")
+    assert note.startswith("⚠️") and "no version" in note
+
+
+def test_grow_registers_a_brick_the_next_chat_retrieves(client, served, tmp_path):
+    from gradio_client import handle_file
+
+    words = ["cat", "dog", "sun", "big red", "hello", "tree", "blue sky", "moon", "fish", "old car"]
+    data = tmp_path / "shout.jsonl"
+    data.write_text("".join(json.dumps({"input": w, "output": w + "!!!"}) + "\n" for w in words))
+    progress, outcome, table, _ = client.predict(handle_file(str(data)), "shout", "Add exclamation marks at the end",
+                                                 "Add exclamation marks\nEnd it with exclamation marks", 20,
+                                                 api_name="/grow")
+    assert outcome.startswith("✅ trained **shout** v1") and "held-out rows of 10" in outcome
+    assert 'max="20"' in progress and "step 20/20" in progress
+    assert ["shout", "customized", "v1"] == [row[:3] for row in table["data"] if row[0] == "shout"][0]
+    step = chat(client, "Add exclamation marks: hi")[1]
+    assert "→ shout" in step[0] and "`shout` 1.00" in step[1]
+
+
+def test_grow_refuses_bad_data_and_bad_ids(client, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json}\n")
+    outcome = client.predict(handle_file(str(bad)), "broken", "d", "e", 20, api_name="/grow")[1]
+    assert outcome.startswith("⚠️") and ":1: not valid JSON" in outcome
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"input": "a", "output": "b"}\n')
+    outcome = client.predict(handle_file(str(good)), "Bad Id!", "d", "e", 20, api_name="/grow")[1]
+    assert "invalid brick id 'Bad Id!'" in outcome
+    text = tmp_path / "data.txt"
+    text.write_text('{"input": "a", "output": "b"}\n')
+    with pytest.raises(AppError, match="Invalid file type"):
+        client.predict(handle_file(str(text)), "x", "d", "e", 20, api_name="/grow")
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"input": "a", "output": "b"}\n' * 200_000)  # 6 MB, over the 5 MB limit
+    with pytest.raises(Exception, match="(?i)maximum|too large|413"):
+        client.predict(handle_file(str(big)), "big", "d", "e", 20, api_name="/grow")
+
+
+def test_no_file_outside_the_displayed_figures_is_served(served, workspace):
+    url = served[0]
+    assert url.startswith("http://127.0.0.1:")
+    for path in (ROOT / "README.md", workspace.library.root / "uppercase" / "brick.json", ROOT / "pyproject.toml"):
+        assert httpx.get(f"{url}/gradio_api/file={path}").status_code in (403, 404)
+    figure = ROOT / "benchmarks" / "results" / "mixed_batch.png"
+    if figure.is_file():
+        assert httpx.get(f"{url}/gradio_api/file={figure}").status_code == 200
