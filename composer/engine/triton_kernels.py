@@ -32,6 +32,7 @@ a GPU: block sizes are starting points, not tuned.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -195,34 +196,45 @@ def fused_lora(x: torch.Tensor, y: torch.Tensor, layer, m) -> None:
                            f"got {x.device} tensors{'' if triton else ' and no triton'}")
     shrink, expand = _KERNELS[x.device.type]
     upcast = x.device.type == "cpu"
-    rows, t, d_in = x.shape
+    _, t, d_in = x.shape
     d_out = y.shape[2]
     a, b = layer.lora_a, layer.lora_b
     block_r = _pow2(a.shape[1], 16)
     ieee = x.dtype == torch.float32
     w = token_weights(x, layer, m).pair                                   # [P, 1 or T, 1] or None
-    pairs = f.pair_row.shape[0]
 
-    # shrink: BLOCK_M pair-tokens of one slot per program; split d_in when there are few blocks
-    tokens = f.longest * t
-    block_m = 16 if tokens <= 16 else 32 if tokens <= 256 else 64
-    block_k = 64
-    programs = f.segments.shape[0] * triton.cdiv(tokens, block_m)
-    split = max(1, min(triton.cdiv(d_in, 4 * block_k), 128 // max(programs, 1)))
-    k_per_split = triton.cdiv(triton.cdiv(d_in, split), block_k) * block_k
-    split = triton.cdiv(d_in, k_per_split)
-    h = (torch.zeros if split > 1 else torch.empty)(pairs * t, block_r, device=x.device, dtype=torch.float32)
+    s = launch_shape(m, tokens=t, d_in=d_in)
+    h = (torch.zeros if s["split"] > 1 else torch.empty)(f.pair_row.shape[0] * t, block_r, device=x.device,
+                                                        dtype=torch.float32)
     ws = (w.stride(0), w.stride(1) if w.shape[1] > 1 else 0) if w is not None else (0, 0)
-    shrink[(f.segments.shape[0], triton.cdiv(tokens, block_m), split)](
+    shrink[(f.segments.shape[0], s["blocks"], s["split"])](
         x, a, w if w is not None else h, h, f.segments, f.pair_row, layer.rank_table,
-        t, d_in, k_per_split, *x.stride(), *a.stride(), *ws,
-        HAS_W=w is not None, ATOMIC=split > 1, BLOCK_M=block_m, BLOCK_R=block_r, BLOCK_K=block_k,
+        t, d_in, s["k_per_split"], *x.stride(), *a.stride(), *ws,
+        HAS_W=w is not None, ATOMIC=s["split"] > 1, BLOCK_M=s["block_m"], BLOCK_R=block_r, BLOCK_K=s["block_k"],
         UPCAST=upcast, IEEE=ieee)
-
-    # expand: one program per (row with pairs, token block, d_out block)
-    block_t = min(64, _pow2(t, 16))  # a decode step fills one of 16 tile rows (tl.dot's minimum)
-    block_n = 128 if t == 1 else 64
-    expand[(f.rows.shape[0], triton.cdiv(t, block_t), triton.cdiv(d_out, block_n))](
+    expand[(f.rows.shape[0], triton.cdiv(t, s["block_t"]), triton.cdiv(d_out, s["block_n"]))](
         h, b, y, f.rows, f.row_pairs, f.pair_slot, layer.rank_table,
         t, d_out, f.row_pairs.shape[1], *y.stride(), *b.stride(),
-        BLOCK_T=block_t, BLOCK_R=block_r, BLOCK_N=block_n, UPCAST=upcast, IEEE=ieee)
+        BLOCK_T=s["block_t"], BLOCK_R=block_r, BLOCK_N=s["block_n"], UPCAST=upcast, IEEE=ieee)
+
+
+def launch_shape(m, *, tokens: int, d_in: int) -> dict[str, int]:
+    """Block sizes and grids of one forward of mapping `m` (untuned starting points), cached:
+    a forward's Python is a dictionary lookup and two launches."""
+    return _launch_shape(m.fused.segments.shape[0], m.fused.longest, tokens, d_in)
+
+
+@functools.lru_cache(maxsize=1024)
+def _launch_shape(groups: int, longest: int, tokens: int, d_in: int) -> dict[str, int]:
+    """Shrink: BLOCK_M pair-tokens of one slot per program, d_in split over programs when the
+    segments give fewer than ~128 blocks (a decode step); expand: one program per (row, token
+    block, d_out block), a decode step filling one of tl.dot's minimum 16 tile rows."""
+    def cdiv(a: int, b: int) -> int:
+        return -(-a // b)
+
+    block_m, block_k = (16 if longest * tokens <= 16 else 32 if longest * tokens <= 256 else 64), 64
+    blocks = cdiv(longest * tokens, block_m)
+    split = max(1, min(cdiv(d_in, 4 * block_k), 128 // max(groups * blocks, 1)))
+    k_per_split = cdiv(cdiv(d_in, split), block_k) * block_k
+    return {"block_m": block_m, "block_k": block_k, "blocks": blocks, "split": cdiv(d_in, k_per_split),
+            "k_per_split": k_per_split, "block_t": min(64, _pow2(tokens, 16)), "block_n": 128 if tokens == 1 else 64}
