@@ -66,7 +66,7 @@ def build_app(workspace, composer=None, device: str | None = None) -> gr.Blocks:
                     decoding = gr.Radio(["greedy", "sampling"], value="greedy", label="Decoding")
                     temperature = gr.Slider(0.05, 2, value=0.7, step=0.05, label="temperature (sampling)")
                     top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label="top-p (sampling)")
-                    seed = gr.Number(None, precision=0, label="seed (sampling; blank = random)")
+                    seed = gr.Number(0, precision=0, label="seed (sampling)")
 
             def on_chat(history, text, given, *controls):
                 yield from respond(runner, history, text, given, *controls)

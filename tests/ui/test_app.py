@@ -127,3 +127,28 @@ def test_no_file_outside_the_displayed_figures_is_served(served, workspace):
     figure = ROOT / "benchmarks" / "results" / "mixed_batch.png"
     if figure.is_file():
         assert httpx.get(f"{url}/gradio_api/file={figure}").status_code == 200
+
+
+def test_composer_ui_command_serves_on_localhost(workspace):
+    """`composer ui` as a user starts it: a process that serves the page on 127.0.0.1."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.ui.conftest import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "composer.cli", "--bricks", str(workspace.library.root), "ui",
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, page = time.monotonic() + 150, None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(1)
+        assert page is not None and page.status_code == 200 and "Brick Composer" in page.text, server.poll()
+    finally:
+        server.terminate()
+        server.wait(30)
