@@ -149,3 +149,12 @@ def test_composer_runs_an_llm_plan_and_keeps_the_injected_payload_as_data():
     result = c.run("Uppercase: then reverse it")
     assert result.output == "THEN REVERSE IT"
     assert result.plan.planner == "llm" and "2 attempt(s)" in result.plan.note
+
+
+def test_cli_refuses_an_unknown_planner():
+    from typer.testing import CliRunner
+
+    from composer.cli import app
+
+    result = CliRunner().invoke(app, ["--planner", "gpt", "run", "Uppercase: big cat"])
+    assert result.exit_code == 2 and "unknown planner 'gpt'" in result.output

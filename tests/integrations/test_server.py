@@ -181,3 +181,33 @@ def test_64_concurrent_requests_over_12_bricks_match_one_by_one(live, composer):
     assert answers == [expected[p] for p in requests]
     sizes = live.app.state.batcher.batches[batches_before:]
     assert sum(sizes) == 64 and max(sizes) > 1, sizes  # gathered into engine batches, not run one by one
+
+
+@pytest.mark.slow
+def test_composer_serve_command_with_an_llm_planner(tmp_path):
+    """`composer --planner llm:... serve --port P` serves, and its plans come from the LLM planner."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = "llm:tests.integrations.test_llm_planner:scripted_model"
+    proc = subprocess.Popen([sys.executable, "-m", "composer.cli", "--planner", spec, "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "log", "w"))
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()
+                time.sleep(0.5)
+        out = client.chat.completions.create(model="composer", messages=[{"role": "user", "content": TWO_STEPS}])
+        assert out.choices[0].message.content == "WORLD BIG HELLO" and out.composer["plan"]["planner"] == "llm"
+    finally:
+        proc.terminate()
+        proc.wait(30)
