@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from composer.composer import ROOT
+from composer.workspace import ROOT
 from composer.engine.engine import Engine
 from composer.library import BrickLibrary
 from composer.prompt import render

@@ -16,9 +16,10 @@ import random
 
 from knowledge_bricks import TASKS, accuracy, scratch_library
 
-from composer.composer import ROOT
+from composer.workspace import ROOT
 from composer.defaults.skills import SKILLS
-from composer.engine.engine import Engine, load_base
+from composer.engine.engine import Engine
+from composer.models import load_base
 from composer.ops.lorahub import lorahub_search
 from composer.ops.merge import merge_bricks
 

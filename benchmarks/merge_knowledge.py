@@ -15,9 +15,10 @@ import json
 import torch
 from knowledge_bricks import TASKS, accuracy, scratch_library
 
-from composer.composer import ROOT
+from composer.workspace import ROOT
 from composer.defaults.skills import SKILLS
-from composer.engine.engine import Engine, load_base
+from composer.engine.engine import Engine
+from composer.models import load_base
 from composer.ops.merge import MERGE_METHODS, merge_bricks
 
 WEIGHT = 1 / len(TASKS)  # an average of the four task vectors

@@ -1,8 +1,11 @@
 """Brick Composer: an instruction-driven composer of LLM bricks over one resident base model."""
 
-from composer.composer import Composer, Result, StepResult
+from composer.composer import Composer, ItemError, Result, StepResult
 from composer.errors import ComposerError
 from composer.index import BrickHit
+from composer.modes import NoBrickError
 from composer.planner import Plan, Step
+from composer.workspace import Workspace
 
-__all__ = ["Composer", "ComposerError", "Result", "StepResult", "BrickHit", "Plan", "Step"]
+__all__ = ["Composer", "ComposerError", "ItemError", "NoBrickError", "Result", "StepResult", "BrickHit", "Plan",
+           "Step", "Workspace"]

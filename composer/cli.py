@@ -23,18 +23,21 @@ app.add_typer(bricks_app, name="bricks")
 app.add_typer(index_app, name="index")
 
 _state: dict = {}
+MAX_CHARS = 200  # the Composer's default input limit, checked here before any model loads
 
 
 @app.callback()
 def main(base: Optional[Path] = typer.Option(None, help="Hugging Face model folder (default: embedded)."),
          bricks: Optional[Path] = typer.Option(None, help="Brick library folder (default: embedded)."),
          embedder: Optional[str] = typer.Option(None, help="sentence-transformers model path."),
-         device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present).")):
+         device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)."),
+         planner: str = typer.Option("heuristic", help="heuristic, or llm:<module>:<attribute> naming a LangChain "
+                                                      "chat model (or a function returning one).")):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _state.update(base=base, bricks=bricks, embedder=embedder, device=device)
+    _state.update(base=base, bricks=bricks, embedder=embedder, device=device, planner=planner)
 
 
 def user_errors(fn):
@@ -51,42 +54,45 @@ def user_errors(fn):
     return wrapper
 
 
-def _library_paths():
-    from composer.composer import ROOT
+def _workspace():
+    """The workspace the global options name: the embedded default, or --bricks/--base."""
+    from composer.workspace import Workspace
 
-    bricks = _state.get("bricks") or ROOT / "bricks"
-    index = bricks / ".index" if _state.get("bricks") else ROOT / "index"
-    return bricks, index
+    if _state.get("bricks"):
+        return Workspace(_state["bricks"], base=_state.get("base"), embedder=_state.get("embedder"))
+    if _state.get("base"):
+        raise ComposerError("--base needs --bricks: the embedded library's bricks were made for its own base")
+    return Workspace.default(embedder=_state.get("embedder"))
 
 
-def _composer():
+def _composer(**options):
     from transformers.utils import logging as hf_logging
 
-    from composer import Composer
-
     hf_logging.disable_progress_bar()
+    if _state.get("planner", "heuristic") != "heuristic":
+        from composer.llm_planner import planner_from_spec
 
-    if _state.get("bricks") or _state.get("base"):
-        bricks, index = _library_paths()
-        base = _state.get("base") or bricks / "base"
-        return Composer.from_path(base, bricks, embedder=_state.get("embedder"), index=index,
-                                  device=_state.get("device"))
-    return Composer.from_default(device=_state.get("device"))
+        options.setdefault("planner", planner_from_spec(_state["planner"]))
+    return _workspace().composer(device=_state.get("device"), **options)
 
 
 @app.command()
 @user_errors
 def run(instruction: str = typer.Argument(..., help="What to do, e.g. 'Reverse the words, then uppercase: hi there'."),
         input: Optional[str] = typer.Option(None, "--input", "-i", help="The payload, if not in the instruction."),
-        mode: str = typer.Option("auto", help="auto, single, mixture, merge or arrow: how each step combines bricks."),
+        mode: str = typer.Option("auto", help="auto, single, mixture, merge, arrow, sparse (emergent bricks) or "
+                                               "base (the base model alone): how each step combines bricks."),
         as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON.")):
     """Plan an instruction, retrieve bricks for each step, run them and print the trace."""
-    from composer.planner import HeuristicPlanner
-
     from composer.modes import check_mode
+    from composer.planner import HeuristicPlanner
+    from composer.text import check_text
 
     check_mode(mode)
-    HeuristicPlanner().plan(instruction, input)  # a bad instruction fails before any model loads
+    check_text(instruction, "instruction", MAX_CHARS, newlines=True)  # bad text fails before any model loads
+    if input is not None:
+        check_text(input, "input", MAX_CHARS)
+    check_text(HeuristicPlanner().plan(instruction, input).payload, "input", MAX_CHARS)
     result = _composer().run(instruction, input=input, mode=mode)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -103,44 +109,35 @@ def run(instruction: str = typer.Argument(..., help="What to do, e.g. 'Reverse t
 @bricks_app.command("list")
 @user_errors
 def bricks_list():
-    """One line per brick: id, kind, exact match with the brick and base alone, title."""
-    from composer.library import BrickLibrary
-
-    library = BrickLibrary(_library_paths()[0])
-    for card in library.cards():
-        m = card.metrics
+    """One line per brick: id, kind, version, exact match with the brick and base alone, title.
+    Broken folders are listed too, marked BROKEN with the reason (see `bricks doctor`)."""
+    for entry in _workspace().list():
+        if not entry.ok:
+            typer.echo(f"{entry.id:16} BROKEN      {entry.problem}")
+            continue
+        card, m = entry.card, entry.card.metrics
         score = f"{m.exact_match:6.1%} (base {m.base_exact_match:5.1%})" if m else " " * 20
         typer.echo(f"{card.id:16} {card.kind:10} v{card.version}  {score}  {card.title}")
 
 
-def _library():
-    from composer.library import BrickLibrary
-
-    return BrickLibrary(_library_paths()[0])
-
-
-def _base_path() -> Path:
-    return _state.get("base") or _library_paths()[0] / "base"
-
-
-def _reindex() -> None:
-    """Persist a fresh index after a library write (the index would also notice on next use)."""
-    from transformers.utils import logging as hf_logging
-
-    from composer.index import BrickIndex, load_embedder
-
-    hf_logging.disable_progress_bar()
-    bricks, folder = _library_paths()
-    BrickIndex(_library(), folder, load_embedder(_state.get("embedder")), _state.get("embedder")).load_or_build()
+@bricks_app.command("doctor")
+@user_errors
+def bricks_doctor(fix: bool = typer.Option(False, "--fix", help="Remove broken folders and leftovers.")):
+    """Explain what is wrong in the library; with --fix, remove what cannot be served."""
+    problems = _workspace().doctor(fix=fix)
+    for p in problems:
+        typer.echo(f"{p.name}: {p.problem} -> {'fixed: ' if fix else 'fix: '}{p.fix}")
+    typer.echo(f"{len(problems)} problem(s){' fixed' if fix and problems else ''}"
+               + ("" if fix or not problems else "; run `composer bricks doctor --fix` to remove them"))
 
 
 @bricks_app.command("show")
 @user_errors
 def bricks_show(brick_id: str):
     """Print a brick's card and its versions."""
-    library = _library()
-    typer.echo(library.card(brick_id).model_dump_json(indent=2))
-    typer.echo(f"versions: {library.versions(brick_id)}")
+    info = _workspace().show(brick_id)
+    typer.echo(info.card.model_dump_json(indent=2))
+    typer.echo(f"versions: {info.versions}")
 
 
 @bricks_app.command("add")
@@ -151,13 +148,8 @@ def bricks_add(path: Path, id: Optional[str] = typer.Option(None, "--id", help="
                force: bool = typer.Option(False, help="Accept a brick made for other weights of this architecture."),
                max_rank: int = typer.Option(64, help="Largest rank the engine's slots hold.")):
     """Validate a peft LoRA folder against the base and add it to the library."""
-    from composer.engine.engine import load_base
-    from composer.ops.add import add_brick
-
-    base, _ = load_base(_base_path(), "cpu")
-    card = add_brick(_library(), path, base, brick_id=id, title=title, description=description,
-                     examples=example or None, force=force, max_rank=max_rank)
-    _reindex()
+    card = _workspace().add(path, brick_id=id, title=title, description=description, examples=example or None,
+                            force=force, max_rank=max_rank)
     typer.echo(f"added {card.id} (v{card.version})")
 
 
@@ -165,8 +157,7 @@ def bricks_add(path: Path, id: Optional[str] = typer.Option(None, "--id", help="
 @user_errors
 def bricks_remove(brick_id: str):
     """Delete a brick and all its versions."""
-    _library().remove(brick_id)
-    _reindex()
+    _workspace().remove(brick_id)
     typer.echo(f"removed {brick_id}")
 
 
@@ -179,8 +170,6 @@ def bricks_merge(sources: list[str] = typer.Argument(..., help="ID[:WEIGHT] ..."
                  density: Optional[float] = typer.Option(None), svd_rank: Optional[int] = typer.Option(None),
                  seed: Optional[int] = typer.Option(None)):
     """Merge bricks into a new brick; the card records sources, method and weights."""
-    from composer.ops.merge import merge_bricks
-
     pairs = []
     for item in sources:
         brick_id, _, weight = item.partition(":")
@@ -188,15 +177,8 @@ def bricks_merge(sources: list[str] = typer.Argument(..., help="ID[:WEIGHT] ..."
             pairs.append((brick_id, float(weight) if weight else 1.0))
         except ValueError:
             raise ComposerError(f"bad weight in {item!r}: use ID or ID:WEIGHT, e.g. capital:0.5") from None
-    card = merge_bricks(_library(), pairs, into, method, density=density, svd_rank=svd_rank, seed=seed)
-    _reindex()
+    card = _workspace().merge(pairs, into, method, density=density, svd_rank=svd_rank, seed=seed)
     typer.echo(f"merged {', '.join(i for i, _ in pairs)} into {card.id} ({card.source['merge']['method']})")
-
-
-def _train_config(steps: int, seed: int, lr: float):
-    from composer.ops.train import TrainConfig
-
-    return TrainConfig(steps=steps, batch_size=16, lr=lr, warmup=min(30, steps // 5 + 1), seed=seed)
 
 
 @bricks_app.command("train")
@@ -206,11 +188,7 @@ def bricks_train(id: str = typer.Option(..., "--id"), data: Path = typer.Option(
                  title: Optional[str] = typer.Option(None), steps: int = typer.Option(300), rank: int = typer.Option(16),
                  lr: float = typer.Option(3e-3), seed: int = typer.Option(0)):
     """Grow: train a new LoRA brick on your data, measure it on held-out rows, register it."""
-    from composer.ops.grow import grow
-
-    card = grow(_library(), _base_path(), id, data, description, example, title=title,
-                config=_train_config(steps, seed, lr), rank=rank, alpha=2 * rank)
-    _reindex()
+    card = _workspace().train(id, data, description, example, title=title, steps=steps, rank=rank, lr=lr, seed=seed)
     m = card.metrics
     typer.echo(f"trained {card.id} v{card.version}: exact match {m.exact_match:.0%} "
                f"(base alone {m.base_exact_match:.0%}) on {m.eval}")
@@ -221,10 +199,7 @@ def bricks_train(id: str = typer.Option(..., "--id"), data: Path = typer.Option(
 def bricks_update(brick_id: str, data: Path = typer.Option(...), steps: int = typer.Option(200),
                   lr: float = typer.Option(2e-3), seed: int = typer.Option(0)):
     """Continue training a brick on new data; the result becomes its next version."""
-    from composer.ops.grow import update
-
-    card = update(_library(), _base_path(), brick_id, data, config=_train_config(steps, seed, lr))
-    _reindex()
+    card = _workspace().update(brick_id, data, steps=steps, lr=lr, seed=seed)
     typer.echo(f"updated {card.id} to v{card.version}: exact match {card.metrics.exact_match:.0%} on {card.metrics.eval}")
 
 
@@ -232,9 +207,36 @@ def bricks_update(brick_id: str, data: Path = typer.Option(...), steps: int = ty
 @user_errors
 def bricks_rollback(brick_id: str, to: Optional[int] = typer.Option(None, help="Version (default: previous).")):
     """Make an older version of a brick active again (all versions are kept)."""
-    card = _library().rollback(brick_id, to)
-    _reindex()
+    card = _workspace().rollback(brick_id, to)
     typer.echo(f"{card.id} is at v{card.version}")
+
+
+@app.command()
+@user_errors
+def batch(job: Path = typer.Argument(..., help="A YAML job file, or a JSONL file of {id?, instruction, input} lines."),
+          out: Path = typer.Option(..., "--out", help="JSONL results, one line per item; a rerun resumes it."),
+          batch_size: int = typer.Option(32, "--batch-size", help="Items per run_batch call (engine batch)."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Print each item's plan and bricks; run nothing."),
+          force: bool = typer.Option(False, "--force", help="Resume into an output file of a different job."),
+          ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (pip install -e '.[ray]')."),
+          workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, one Composer each (default 2).")):
+    """Run a job file: one JSONL line per item (custom_id, output, steps, error, ms), resumable."""
+    from transformers.utils import logging as hf_logging
+
+    from composer.jobs import JobInterrupted, run_job
+
+    if workers is not None and not ray:
+        raise ComposerError("--workers needs --ray")
+    hf_logging.disable_progress_bar()
+    try:
+        summary = run_job(job, out, workspace=_workspace(), device=_state.get("device"), batch_size=batch_size,
+                          force=force, dry_run=dry_run, workers=(workers or 2) if ray else None)
+    except JobInterrupted as stop:
+        typer.echo(f"interrupted: {stop.summary.line()}; finished items are saved, rerun to resume", err=True)
+        raise typer.Exit(130)
+    for p in summary.planned or []:
+        typer.echo(f"{p.custom_id}: " + (f"error: {p.error}" if p.error else " | ".join(p.steps)))
+    typer.echo(summary.line())
 
 
 @app.command()
@@ -244,21 +246,50 @@ def analyze(out: Optional[Path] = typer.Option(None, help="Folder for JSON + PNG
     """Emergent bricks: FFN neuron scores per skill, overlaps, pruning, partitions, sparse accuracy."""
     from composer.emergent.analyze import analyze as run_analysis
 
-    report = run_analysis(_base_path(), out)
+    report = run_analysis(_workspace().base_path, out)
     typer.echo(report.summary())
+
+
+@app.command()
+@user_errors
+def ui(host: str = typer.Option("127.0.0.1", help="Address to bind (other machines reach it only if you say so)."),
+       port: int = typer.Option(7860, help="Port to serve on.")):
+    """Serve the Gradio chat UI: compose, see every step, manage and grow bricks."""
+    from transformers.utils import logging as hf_logging
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ui import build_app, launch
+
+    hf_logging.disable_progress_bar()
+    workspace = _workspace()
+    typer.echo(f"loading the composer over {workspace.library.root} ...")
+    app_ = build_app(workspace, device=_state.get("device"))
+    try:
+        launch(app_, host=host, port=port)
+    except OSError as err:
+        raise ComposerError(f"cannot serve on {host}:{port}: {err}") from None
 
 
 @index_app.command("build")
 @user_errors
 def index_build():
     """Rebuild the FAISS index of the library's cards."""
-    from composer.index import BrickIndex, load_embedder
-    from composer.library import BrickLibrary
+    workspace = _workspace()
+    bricks = workspace.reindex()
+    typer.echo(f"indexed {len(workspace.index.rows)} texts of {bricks} bricks into {workspace.index_folder}")
 
-    bricks, folder = _library_paths()
-    index = BrickIndex(BrickLibrary(bricks), folder, load_embedder(_state.get("embedder")), _state.get("embedder"))
-    index.build()
-    typer.echo(f"indexed {len(index.rows)} texts of {len(set(index.rows))} bricks into {folder}")
+
+@app.command()
+@user_errors
+def serve(host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 exposes it to your network)."),
+          port: int = typer.Option(8000, help="TCP port."),
+          max_queue: int = typer.Option(256, help="Requests waiting at once; beyond this the server answers 503."),
+          timeout: float = typer.Option(120, help="Seconds a request may take before it answers 503.")):
+    """Serve the OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions (model = composer or a
+    brick id). Set COMPOSER_API_KEY to require `Authorization: Bearer <key>`."""
+    from composer.integrations.server import serve as run_server
+
+    run_server(_composer(), host=host, port=port, max_queue=max_queue, timeout_s=timeout)
 
 
 def entrypoint() -> None:

@@ -1,30 +1,36 @@
-"""The Composer façade: every front end (API, CLI, UI, LangChain, HTTP) goes through it.
+"""The Composer façade: every front end (API, CLI, UI, LangChain, HTTP, batch jobs) goes through it.
 
 instruction -> planner -> Plan -> index search per step -> brick choice -> engine -> Result.
 `run_batch` advances all requests step by step, so step d of every request runs in one
-engine batch, each row with its own brick.
+engine batch, each row with its own brick. A step picks among customized bricks; emergent
+bricks have their own lane (see `choose_step`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import shutil
 import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel
 
-from composer.engine.engine import Engine, load_base
+from composer.engine.engine import Engine
 from composer.errors import ComposerError
-from composer.index import BrickHit, BrickIndex, load_embedder
-from composer.library import BrickLibrary
-from composer.modes import ModeSettings, check_mode, choose
+from composer.index import BrickHit, BrickIndex
+from composer.modes import Choice, ModeSettings, check_mode, choose_step
 from composer.planner import HeuristicPlanner, Mode, Plan, Planner
 from composer.prompt import render
 from composer.storage import atomic_dir
+from composer.text import check_text
 
-ROOT = Path(__file__).resolve().parents[1]
+MAX_MERGES = 8  # transient merge-mode bricks kept at once (least recently used dropped)
 
 
 class StepResult(BaseModel):
@@ -39,6 +45,9 @@ class StepResult(BaseModel):
     emergent: str | None = None
     note: str
     output: str
+    ms: float = 0.0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
 
 
 class Result(BaseModel):
@@ -48,117 +57,306 @@ class Result(BaseModel):
     steps: list[StepResult]
 
 
+class ItemError(BaseModel):
+    """`run_batch(..., errors="return")` puts one of these where a bad item's Result would be."""
+
+    index: int
+    instruction: str
+    error: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Generation options for one call; temperature 0 means greedy (as in OpenAI's API)."""
+
+    max_new_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ComposerError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 <= self.temperature <= 5 or self.temperature != self.temperature:
+            raise ComposerError(f"temperature must be between 0 and 5, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ComposerError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def engine_options(self) -> dict:
+        sample = self.temperature > 0
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": sample, "seed": self.seed,
+                "temperature": self.temperature if sample else 1.0, "top_p": self.top_p if sample else 1.0}
+
+
+StepCallback = Callable[[int, StepResult], None]  # (item index, the step just finished)
+
+
 class Composer:
     """Plan, retrieve, run. Collaborators are passed in; `from_default` / `from_path` wire them."""
 
     def __init__(self, engine: Engine, index: BrickIndex, planner: Planner | None = None, *,
-                 settings: ModeSettings = ModeSettings(), max_input_chars: int = 200, ascii_only: bool = True):
+                 settings: ModeSettings = ModeSettings(), max_input_chars: int = 200, ascii_only: bool = True,
+                 workspace=None):
         self.engine, self.index = engine, index
         self.planner = planner or HeuristicPlanner()
         self.settings = settings
-        self._scratch = tempfile.TemporaryDirectory(prefix="composer-merges-")  # merge-mode bricks
+        self.workspace = workspace
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
+        self._scratch = tempfile.TemporaryDirectory(prefix="composer-merges-")  # merge-mode bricks
+        self._merges: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.RLock()  # one request batch at a time; the engine is shared
 
     @classmethod
     def from_path(cls, base: str | Path, bricks: str | Path, embedder: str | None = None,
                   index: str | Path | None = None, device: str | None = None, **options) -> "Composer":
         """Any HF causal-LM folder + any library folder; the index lives in `index` (default
         `<bricks>/.index`) and is rebuilt when missing or stale."""
-        library = BrickLibrary(bricks)
-        model, tokenizer = load_base(base, device)
-        brick_index = BrickIndex(library, index or Path(bricks) / ".index", load_embedder(embedder), embedder)
-        return cls(Engine(model, tokenizer, library), brick_index.load_or_build(), **options)
+        from composer.workspace import Workspace
+
+        return Workspace(bricks, base=base, index=index, embedder=embedder).composer(device, **options)
 
     @classmethod
     def from_default(cls, device: str | None = None, **options) -> "Composer":
         """The embedded default shipped in the repository: `bricks/` and `index/`, offline."""
-        bricks = ROOT / "bricks"
-        if not (bricks / "base" / "config.json").is_file():
-            raise ComposerError(f"the default library is missing at {bricks}; rebuild it with "
-                                "`python -m composer.defaults.build`")
-        return cls.from_path(bricks / "base", bricks, index=ROOT / "index", device=device, **options)
+        from composer.workspace import Workspace
+
+        return Workspace.default().composer(device, **options)
+
+    @property
+    def library(self):
+        return self.engine.library
 
     # -- verbs ---------------------------------------------------------------------------
     def retrieve(self, query: str, k: int = 3) -> list[BrickHit]:
-        if not query or not query.strip():
+        if not isinstance(query, str) or not query.strip():
             raise ComposerError("the query is empty")
         return self.index.search(query, k)
 
     def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan:
+        check_text(instruction, "instruction", self.max_input_chars, self.ascii_only, newlines=True)
+        if input is not None:
+            check_text(input, "input", self.max_input_chars, self.ascii_only)
         plan = self.planner.plan(instruction, input, mode)
-        self._check_text(plan.payload, "input")
+        check_text(plan.payload, "input", self.max_input_chars, self.ascii_only)
         return plan
 
-    def run(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Result:
-        """Plan, retrieve and run one instruction; `mode` forces how every step combines bricks."""
-        return self.run_batch([instruction], None if input is None else [input], mode)[0]
+    def run(self, instruction: str, input: str | None = None, mode: Mode = "auto", **sampling) -> Result:
+        """Plan, retrieve and run one instruction; `mode` forces how every step combines bricks.
+        Sampling options: max_new_tokens, temperature (0 = greedy), top_p, seed."""
+        return self.run_batch([instruction], None if input is None else [input], mode, **sampling)[0]
+
+    def stream(self, instruction: str, input: str | None = None, mode: Mode = "auto",
+               **sampling) -> Iterator[StepResult | Result]:
+        """Yield each StepResult as its step finishes, then the Result (errors raise here)."""
+        events: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                events.put(self.run(instruction, input, mode, on_step=lambda _, step: events.put(step), **sampling))
+            except BaseException as err:  # handed to the consumer's thread
+                events.put(err)
+
+        threading.Thread(target=work, daemon=True, name="composer-stream").start()
+        while True:
+            event = events.get()
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+            if isinstance(event, Result):
+                return
+
+    def run_brick(self, brick_id: str, text: str, **sampling) -> Result:
+        """Run one brick on the whole `text`, no planning or retrieval (the server's
+        `model="<brick id>"`, as vLLM serves a LoRA adapter by name)."""
+        return self.run_bricks([brick_id], [text], **sampling)[0]
+
+    def run_bricks(self, brick_ids: Sequence[str], texts: Sequence[str], *, errors: Literal["raise", "return"] = "raise",
+                   on_step: StepCallback | None = None, **sampling) -> list[Result | ItemError]:
+        """`run_brick` for many rows in one engine batch, each row with its own brick. The task
+        line of a row's prompt is its card's first example instruction; an emergent brick runs
+        as its neuron mask on the base."""
+        from composer.planner import Step
+
+        if isinstance(texts, str) or len(brick_ids) != len(texts):
+            raise ComposerError("run_bricks takes two lists of the same length: brick ids and texts")
+        batch = _Batch(self, list(texts), None, "single", errors, on_step, Sampling(**sampling).engine_options())
+        rows = []
+        for i, (brick_id, text) in enumerate(zip(brick_ids, texts)):
+            try:
+                check_text(text, "input", self.max_input_chars, self.ascii_only)
+                card = self.engine.library.card(brick_id)
+                sparse = card.kind == "emergent"
+                note = f"brick {brick_id} asked for directly"
+                choice = Choice("emergent" if sparse else "single", None if sparse else {brick_id: 1.0}, [brick_id],
+                                None if sparse else {brick_id: 1.0}, note, [BrickHit(id=brick_id, score=1.0)],
+                                brick_id if sparse else None)
+                prompt = render(card.examples[0], text)
+                batch.check_length(prompt, 0)
+                rows.append((i, card.examples[0], choice, prompt))
+            except ComposerError as err:
+                batch.fail(i, err)
+        with self._lock:
+            outs = batch.generate(rows)
+        results: dict[int, Result | ItemError] = dict(batch.failed)
+        for (i, query, choice, prompt), (out, ms, tokens) in zip(rows, outs):
+            if out is None:
+                continue
+            step = StepResult(instruction=query, input=texts[i], bricks=choice.hits, mode=choice.mode, used=choice.used,
+                              weights=choice.weights, emergent=choice.emergent, note=choice.note, output=out.strip(),
+                              ms=ms, prompt_tokens=tokens, output_tokens=self.engine.prompt_tokens(out) + 1)
+            plan = Plan(instruction=texts[i], payload=texts[i], planner="direct", note=choice.note,
+                        steps=[Step(instruction=query, mode="sparse" if choice.emergent else "single")])
+            results[i] = Result(instruction=texts[i], output=step.output, plan=plan, steps=[step])
+            if on_step is not None:
+                on_step(i, step)
+        return [results[i] for i in range(len(texts))]
 
     def run_batch(self, instructions: Sequence[str], inputs: Sequence[str | None] | None = None,
-                  mode: Mode = "auto") -> list[Result]:
+                  mode: Mode = "auto", *, errors: Literal["raise", "return"] = "raise",
+                  on_step: StepCallback | None = None, **sampling) -> list[Result | ItemError]:
+        """Run many instructions, step d of all of them in one engine batch.
+
+        errors="raise": the first bad item raises, its message starting "item <i>:".
+        errors="return": a bad item becomes an `ItemError` in its place; the others run.
+        `on_step(i, step)` is called as each item's step finishes (streaming front ends)."""
         if isinstance(instructions, str):
             raise ComposerError("run_batch takes a list of instructions; use run() for one")
         if inputs is not None and len(inputs) != len(instructions):
             raise ComposerError(f"{len(instructions)} instructions but {len(inputs)} inputs")
+        if errors not in ("raise", "return"):
+            raise ComposerError(f"errors must be 'raise' or 'return', got {errors!r}")
         check_mode(mode)
-        for text in instructions:
-            self._check_text(text, "instruction")
-        plans = [self.plan(t, None if inputs is None else inputs[i], mode) for i, t in enumerate(instructions)]
-        current = [p.payload for p in plans]
-        traces: list[list[StepResult]] = [[] for _ in plans]
-        for depth in range(max(len(p.steps) for p in plans)):
-            live = [i for i, p in enumerate(plans) if depth < len(p.steps)]
-            queries = [plans[i].steps[depth].instruction for i in live]
-            hits = self.index.search_many(queries, max(3, self.settings.k))
-            sparse = [self._emergent(h) for h in hits]
-            chosen = [choose([x for x in h if x.id != e and self._kind(x.id) != "emergent"] if e is None else [],
-                             plans[i].steps[depth].mode, self.settings, self)
-                      for h, e, i in zip(hits, sparse, live)]
-            prompts = [render(q, current[i]) for q, i in zip(queries, live)]
-            outputs = self.engine.generate(prompts, [c.mix for c in chosen], emergent=sparse)
-            for i, q, h, c, e, out in zip(live, queries, hits, chosen, sparse, outputs):
-                out = out.strip()
-                note = c.note if e is None else f"emergent brick {e}: the base with that skill's FFN neurons only"
-                traces[i].append(StepResult(instruction=q, input=current[i], bricks=h, mode=c.mode if e is None
-                                            else "emergent", used=c.used if e is None else [e], weights=c.weights,
-                                            emergent=e, note=note, output=out))
-                current[i] = out
-        return [Result(instruction=p.instruction, output=current[i], plan=p, steps=traces[i])
-                for i, p in enumerate(plans)]
+        options = Sampling(**sampling).engine_options()
+        if not instructions:
+            return []
+        with self._lock:
+            return _Batch(self, list(instructions), inputs, mode, errors, on_step, options).run()
 
-    # -- helpers -------------------------------------------------------------------------
-    def _kind(self, brick_id: str) -> str:
+    # -- helpers used by a batch -----------------------------------------------------------
+    def kind(self, brick_id: str) -> str:
         return self.engine.library.card(brick_id).kind
 
-    def _emergent(self, hits: list[BrickHit]) -> str | None:
-        """An emergent brick runs a step (sparse, on the base) only when it is the best hit
-        and clears the threshold: a LoRA brick that wins keeps the dense base it was trained on."""
-        if hits and hits[0].score >= self.settings.threshold and self._kind(hits[0].id) == "emergent":
-            return hits[0].id
-        return None
-
     def merged(self, weights: dict[str, float], method: str) -> str:
-        """A transient brick merging `weights` (merge mode); made once per (bricks, method)."""
+        """A transient brick merging `weights` (merge mode); made once per (bricks, method),
+        at most MAX_MERGES kept (least recently used dropped, files and slot freed)."""
+        from composer.formats import read_lora_folder, write_lora_folder
         from composer.ops.merge import get_method, merge_adapters
-        from composer.ops.merge.peft_io import read_lora_folder, write_lora_folder
 
-        key = hashlib.sha256(json.dumps([sorted(weights.items()), method,
-                                         self.engine.library.fingerprint()]).encode()).hexdigest()[:16]
+        library = self.engine.library
+        key = hashlib.sha256(json.dumps([sorted((b, w, library.digest(b)) for b, w in weights.items()),
+                                         method]).encode()).hexdigest()[:16]
         brick_id = f"merge:{key}"
+        if key in self._merges:
+            self._merges.move_to_end(key)
+            return brick_id
+        folders = [read_lora_folder(library.path(b)) for b in weights]
+        params = {"density": self.settings.merge_density} \
+            if any(p.name == "density" for p in get_method(method).params) else {}
+        merged = merge_adapters([f.modules for f in folders], list(weights.values()), method, **params)
         folder = Path(self._scratch.name) / key
-        if not folder.is_dir():
-            library = self.engine.library
-            folders = [read_lora_folder(library.path(b)) for b in weights]
-            params = {"density": self.settings.merge_density} \
-                if any(p.name == "density" for p in get_method(method).params) else {}
-            merged = merge_adapters([f.modules for f in folders], list(weights.values()), method, **params)
-            with atomic_dir(folder) as tmp:
-                write_lora_folder(tmp, merged, folders[0].config)
-            self.engine.add_transient(brick_id, folder, library.card(next(iter(weights))).base_fingerprint)
+        with atomic_dir(folder) as tmp:
+            write_lora_folder(tmp, merged, folders[0].config)
+        self.engine.add_transient(brick_id, folder, library.card(next(iter(weights))).base_fingerprint)
+        self._merges[key] = brick_id
+        while len(self._merges) > MAX_MERGES:
+            old_key, old_id = self._merges.popitem(last=False)
+            self.engine.drop_transient(old_id)
+            shutil.rmtree(Path(self._scratch.name) / old_key, ignore_errors=True)
         return brick_id
 
-    def _check_text(self, text: str, what: str) -> None:
-        if len(text) > self.max_input_chars:
-            raise ComposerError(f"the {what} is {len(text)} characters; the limit is {self.max_input_chars}")
-        if self.ascii_only and not text.isascii():
-            bad = next(c for c in text if not c.isascii())
-            raise ComposerError(f"the {what} has a non-ASCII character {bad!r}; this model reads ASCII only")
+    @property
+    def merges(self) -> list[str]:
+        """Transient merge bricks currently kept."""
+        return list(self._merges.values())
+
+
+class _Batch:
+    """One `run_batch` call: plans, then one engine batch per depth; failures per item."""
+
+    def __init__(self, composer: Composer, instructions: list[str], inputs, mode: str, errors: str,
+                 on_step: StepCallback | None, options: dict):
+        self.c, self.instructions, self.inputs, self.mode = composer, instructions, inputs, mode
+        self.errors, self.on_step, self.options = errors, on_step, options
+        self.failed: dict[int, ItemError] = {}
+
+    def fail(self, i: int, err: ComposerError) -> None:
+        if self.errors == "raise":
+            if len(self.instructions) > 1:
+                err.args = (f"item {i}: {err}",)
+            raise err
+        self.failed[i] = ItemError(index=i, instruction=str(self.instructions[i]), error=str(err),
+                                   kind=type(err).__name__)
+
+    def run(self) -> list[Result | ItemError]:
+        c = self.c
+        plans: dict[int, Plan] = {}
+        for i, text in enumerate(self.instructions):
+            try:
+                plans[i] = c.plan(text, None if self.inputs is None else self.inputs[i], self.mode)
+            except ComposerError as err:
+                self.fail(i, err)
+        current = {i: p.payload for i, p in plans.items()}
+        traces: dict[int, list[StepResult]] = {i: [] for i in plans}
+        depth = 0
+        while live := [i for i, p in plans.items() if i not in self.failed and depth < len(p.steps)]:
+            queries = [plans[i].steps[depth].instruction for i in live]
+            k = max(3, c.settings.k)
+            hits = c.index.search_many(queries, k + c.index.count("emergent"))
+            rows = []
+            for i, q, h in zip(live, queries, hits):
+                try:
+                    choice = choose_step(h, plans[i].steps[depth].mode, c.settings, c, c.kind, k)
+                    prompt = render(q, current[i])
+                    self.check_length(prompt, depth)
+                    rows.append((i, q, choice, prompt))
+                except ComposerError as err:
+                    err.args = (f"step {depth + 1} ({q!r}): {err}",)
+                    self.fail(i, err)
+            for (i, q, choice, prompt), (out, ms, tokens) in zip(rows, self.generate(rows)):
+                if out is None:
+                    continue
+                step = StepResult(instruction=q, input=current[i], bricks=choice.hits, mode=choice.mode,
+                                  used=choice.used, weights=choice.weights, emergent=choice.emergent,
+                                  note=choice.note, output=out.strip(), ms=ms, prompt_tokens=tokens,
+                                  output_tokens=c.engine.prompt_tokens(out) + 1)
+                traces[i].append(step)
+                current[i] = step.output
+                if self.on_step is not None:
+                    self.on_step(i, step)
+            depth += 1
+        return [self.failed[i] if i in self.failed else
+                Result(instruction=plans[i].instruction, output=current[i], plan=plans[i], steps=traces[i])
+                for i in range(len(self.instructions))]
+
+    def check_length(self, prompt: str, depth: int) -> None:
+        """prompt tokens + max new tokens must fit the base model's positions."""
+        engine = self.c.engine
+        limit = engine.max_positions
+        new = self.options["max_new_tokens"] or engine.max_new_tokens
+        if limit is not None and (n := engine.prompt_tokens(prompt)) + new > limit:
+            raise ComposerError(f"step {depth + 1}'s prompt is {n} tokens and up to {new} may be generated, "
+                                f"over the model's {limit} positions: shorten the input by at least "
+                                f"{n + new - limit} characters or lower max_new_tokens")
+
+    def generate(self, rows: list[tuple[int, str, Choice, str]]) -> list[tuple[str | None, float, int]]:
+        """(output, ms per row, prompt tokens) per row; with errors="return" a row the engine refuses is
+        retried alone, so one bad brick fails its own item only."""
+        import time
+
+        if not rows:
+            return []
+        engine = self.c.engine
+        start = time.perf_counter()
+        try:
+            outs = engine.generate([r[3] for r in rows], [r[2].mix for r in rows],
+                                   emergent=[r[2].emergent for r in rows], **self.options)
+        except ComposerError as err:
+            if len(rows) == 1:
+                self.fail(rows[0][0], err)
+                return [(None, 0.0, 0)]
+            if self.errors == "raise":
+                raise
+            return [out for row in rows for out in self.generate([row])]
+        ms = (time.perf_counter() - start) * 1000 / len(rows)
+        return [(out, round(ms, 2), engine.prompt_tokens(r[3])) for out, r in zip(outs, rows)]

@@ -3,8 +3,13 @@
 Each brick contributes several vectors (title + description, then each example
 instruction); a query's score for a brick is the best cosine over that brick's vectors, so
 one close paraphrase is enough to find it. The index is persisted as `bricks.faiss` plus
-`bricks.json` (never pickle); the JSON names the library fingerprint, the embedder and the
-FAISS file's hash, and any mismatch means rebuild, never a wrong answer.
+`bricks.json` (never pickle). The JSON names the embedder, the FAISS file's hash, the rows
+(one brick id per vector) with their own hash, and the hash of every indexed card's texts;
+any mismatch with the library or the files — or JSON of any other shape — means rebuild,
+never a wrong answer.
+
+Freshness is cheap: a search first compares the library's `generation()` (one stat); only
+when it moved are cards compared, and then only added or changed cards are embedded.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -19,10 +25,11 @@ import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from composer.library import BrickLibrary
+from composer.library import BrickCard, BrickLibrary
 from composer.storage import recover, write_json
 
 INDEX_FILE, META_FILE = "bricks.faiss", "bricks.json"
+FORMAT = 2
 
 
 class BrickHit(BaseModel):
@@ -45,6 +52,14 @@ def load_embedder(name_or_path: str | None = None):
     return SentenceTransformer(name_or_path or default_embedder_path(), device="cpu")
 
 
+def _texts_hash(card: BrickCard) -> str:
+    return hashlib.sha256(json.dumps(card.text_for_index()).encode()).hexdigest()[:16]
+
+
+def _rows_hash(rows: list[str]) -> str:
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
 class BrickIndex:
     def __init__(self, library: BrickLibrary, folder: str | Path, embedder=None, embedder_name: str | None = None):
         self.library = library
@@ -53,70 +68,121 @@ class BrickIndex:
         self.embedder = embedder or load_embedder(self.embedder_name)
         self._index: faiss.Index | None = None
         self._rows: list[str] = []
-        self._fingerprint = ""
+        self._texts: dict[str, str] = {}  # brick id -> hash of its indexed texts
+        self._kinds: dict[str, int] = {}
+        self._widest = 1  # most vectors any one brick has
+        self._generation: tuple | None = None
+        self._lock = threading.RLock()
 
     # -- persistence -------------------------------------------------------------------
-    def _meta_ok(self, meta: dict) -> bool:
-        index_file = self.folder / INDEX_FILE
-        return (index_file.is_file()
-                and meta.get("library_fingerprint") == self.library.fingerprint()
-                and meta.get("embedder") == Path(self.embedder_name).name
-                and meta.get("faiss_sha256") == hashlib.sha256(index_file.read_bytes()).hexdigest())
+    def _current(self) -> dict[str, BrickCard]:
+        return {card.id: card for card in self.library.cards()}
 
     def load_or_build(self) -> "BrickIndex":
-        """Load the persisted index if it matches the library, else rebuild and persist it."""
-        meta_file = self.folder / META_FILE
-        recover(self.folder)  # drop temp files a killed writer left
-        try:
-            meta = json.loads(meta_file.read_text())
-            if self._meta_ok(meta):
-                self._index = faiss.read_index(str(self.folder / INDEX_FILE))
-                self._rows = list(meta["rows"])
-                self._fingerprint = meta["library_fingerprint"]
-                if self._index.ntotal == len(self._rows):
-                    return self
-        except (OSError, ValueError, KeyError, RuntimeError):
-            pass
-        return self.build()
+        """Load the persisted index if it matches the library, else bring it up to date
+        (incrementally when the saved vectors are intact) and persist it."""
+        with self._lock:
+            self._generation = self.library.generation()
+            cards = self._current()
+            try:
+                recover(self.folder)  # drop temp files a killed writer left
+                meta = json.loads((self.folder / META_FILE).read_text())
+                index_file = self.folder / INDEX_FILE
+                data = index_file.read_bytes()
+                ok = (isinstance(meta, dict) and meta.get("format") == FORMAT
+                      and meta.get("embedder") == Path(self.embedder_name).name
+                      and meta.get("faiss_sha256") == hashlib.sha256(data).hexdigest()
+                      and isinstance(meta.get("rows"), list) and all(isinstance(r, str) for r in meta["rows"])
+                      and meta.get("rows_sha256") == _rows_hash(meta["rows"])
+                      and isinstance(meta.get("texts"), dict)
+                      and set(meta["rows"]) == set(meta["texts"]))
+                if ok:
+                    index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+                    if index.ntotal == len(meta["rows"]) and index.d == self._dim():
+                        self._set(index, list(meta["rows"]), dict(meta["texts"]))
+                        if self._texts == {i: _texts_hash(c) for i, c in cards.items()}:
+                            return self
+                        return self._update(cards)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
+                pass
+            return self.build()
 
     def build(self) -> "BrickIndex":
-        texts, rows = [], []
-        for card in self.library.cards():
-            for text in card.text_for_index():
-                texts.append(text)
-                rows.append(card.id)
-        dim = self.embedder.get_embedding_dimension()
-        index = faiss.IndexFlatIP(dim)
+        """Embed every healthy card from scratch and persist the index."""
+        with self._lock:
+            self._generation = self.library.generation()
+            self._set(faiss.IndexFlatIP(self._dim()), [], {})
+            return self._update(self._current())
+
+    def _update(self, cards: dict[str, BrickCard]) -> "BrickIndex":
+        """Drop rows of removed or changed bricks, embed only added or changed cards, save."""
+        want = {i: _texts_hash(c) for i, c in cards.items()}
+        keep = [n for n, brick in enumerate(self._rows) if want.get(brick) == self._texts.get(brick)]
+        fresh = [c for i, c in cards.items() if self._texts.get(i) != want[i]]
+        vectors = self._index.reconstruct_n(0, self._index.ntotal)[keep] if self._rows else \
+            np.zeros((0, self._dim()), dtype=np.float32)
+        rows = [self._rows[n] for n in keep]
+        texts = [(c.id, t) for c in fresh for t in c.text_for_index()]
         if texts:
-            index.add(self._embed(texts))
-        self._index, self._rows, self._fingerprint = index, rows, self.library.fingerprint()
+            vectors = np.concatenate([vectors, self._embed([t for _, t in texts])])
+            rows += [i for i, _ in texts]
+        index = faiss.IndexFlatIP(self._dim())
+        if len(rows):
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._set(index, rows, {i: want[i] for i in set(rows)})
         self._save()
         return self
 
+    def _set(self, index, rows: list[str], texts: dict[str, str]) -> None:
+        self._index, self._rows, self._texts = index, rows, texts
+        counts: dict[str, int] = {}
+        for brick in rows:
+            counts[brick] = counts.get(brick, 0) + 1
+        self._widest = max(counts.values(), default=1)
+        self._kinds = {}
+        for brick in counts:
+            kind = self.library.card(brick).kind
+            self._kinds[kind] = self._kinds.get(kind, 0) + 1
+
     def _save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        data = faiss.serialize_index(self._index).tobytes()
         tmp = self.folder / f".{INDEX_FILE}.{uuid.uuid4().hex}.tmp"
-        faiss.write_index(self._index, str(tmp))
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.write_bytes(data)
         os.replace(tmp, self.folder / INDEX_FILE)
         write_json(self.folder / META_FILE, {
-            "library_fingerprint": self._fingerprint, "embedder": Path(self.embedder_name).name,
-            "faiss_sha256": digest, "rows": self._rows})
+            "format": FORMAT, "embedder": Path(self.embedder_name).name,
+            "faiss_sha256": hashlib.sha256(data).hexdigest(), "rows_sha256": _rows_hash(self._rows),
+            "texts": dict(sorted(self._texts.items())), "rows": self._rows})
 
     @property
     def rows(self) -> list[str]:
         """The brick id of each indexed vector, in index order."""
         return list(self._rows)
 
+    def count(self, kind: str) -> int:
+        """How many indexed bricks are of `kind` ("customized" or "emergent")."""
+        self.fresh()
+        return self._kinds.get(kind, 0)
+
     # -- search ------------------------------------------------------------------------
+    def _dim(self) -> int:
+        return self.embedder.get_embedding_dimension()
+
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def fresh(self) -> "BrickIndex":
-        """Rebuild when the library changed since this index was built."""
-        if self._index is None or self._fingerprint != self.library.fingerprint():
-            self.load_or_build()
+        """Bring the index up to date when the library changed since it was last checked."""
+        with self._lock:
+            if self._index is None:
+                return self.load_or_build()
+            if self._generation != self.library.generation():
+                self._generation = self.library.generation()
+                cards = self._current()
+                if self._texts != {i: _texts_hash(c) for i, c in cards.items()}:
+                    self._update(cards)
         return self
 
     def search(self, query: str, k: int = 3) -> list[BrickHit]:
@@ -124,18 +190,20 @@ class BrickIndex:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: list[str], k: int = 3) -> list[list[BrickHit]]:
-        self.fresh()
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        if not self._rows:
+        self.fresh()
+        with self._lock:
+            index, rows, widest = self._index, self._rows, self._widest
+        if not rows:
             return [[] for _ in queries]
-        scores, idx = self._index.search(self._embed(queries), len(self._rows))
+        # the k-th best brick's best vector ranks at most (k - 1) * widest + 1: enough rows
+        scores, idx = index.search(self._embed(queries), min(len(rows), k * widest))
         results = []
         for row_scores, row_idx in zip(scores, idx):
             best: dict[str, float] = {}
             for s, i in zip(row_scores, row_idx):
-                brick = self._rows[i]
-                if i >= 0 and brick not in best:
-                    best[brick] = float(s)
+                if i >= 0 and rows[i] not in best:
+                    best[rows[i]] = float(s)
             results.append([BrickHit(id=b, score=round(s, 4)) for b, s in list(best.items())[:k]])
         return results

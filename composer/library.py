@@ -13,18 +13,25 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Iterator, Literal, TypeVar
 
 import torch
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field, ValidationError
 
 from composer.errors import ComposerError
-from composer.storage import atomic_dir, recover, write_json
+from composer.storage import atomic_dir, recover, write_json, write_text
 
 CARD = "brick.json"
+ADAPTER_CONFIG, ADAPTER_WEIGHTS, MASKS = "adapter_config.json", "adapter_model.safetensors", "masks.safetensors"
+DIGESTED = (CARD, ADAPTER_CONFIG, ADAPTER_WEIGHTS, MASKS)
+LOCK, GENERATION = ".library.lock", ".generation"
+PICKLES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 HISTORY = ".versions"  # inside a brick folder: one full snapshot per older version
 BASE_DIR = "base"
 _ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -88,8 +95,43 @@ def fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+class BrickEntry(BaseModel):
+    """One folder of the library as `list` shows it: healthy (with its card) or broken (why)."""
+
+    id: str
+    ok: bool
+    card: BrickCard | None = None
+    problem: str | None = None
+
+
+class Problem(BaseModel):
+    """Something `doctor` found: a path in the library, what is wrong, what `--fix` does."""
+
+    name: str
+    problem: str
+    fix: str
+
+
+T = TypeVar("T")
+_Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): a file rewritten or replaced changes it
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 class BrickLibrary:
-    """Reads and validates a library folder; every write is atomic."""
+    """Reads and validates a library folder; every write is atomic and takes the library lock.
+
+    Broken folders (a bad card, a card whose id is not its folder's name, an invalid name, a
+    symlink, missing or pickle-only weights) are quarantined: listed with the reason by
+    `entries()` and `problems()`, never served or indexed, never in the way of the others.
+    Cards and content digests are cached per file stamp, so a warm call re-reads nothing.
+    """
 
     def __init__(self, root: str | Path, create: bool = False):
         self.root = Path(root)
@@ -97,8 +139,31 @@ class BrickLibrary:
             self.root.mkdir(parents=True, exist_ok=True)
         if not self.root.is_dir():
             raise LibraryError(f"brick library not found: {self.root} is not a folder")
-        recover(self.root)
+        self._cards: dict[str, tuple[_Stamp, BrickCard | LibraryError]] = {}
+        self._digests: dict[str, tuple[tuple, str]] = {}
+        self._scan: tuple[tuple, dict[str, BrickEntry]] | None = None
+        self._mutex = threading.RLock()
+        self._flock = FileLock(str(self.root / LOCK))  # re-entrant within a thread
+        try:  # crash recovery only while no other process writes (they hold the lock)
+            with self.locked(timeout=0):
+                recover(self.root)
+        except LibraryError:
+            pass
 
+    # -- locking -----------------------------------------------------------------------
+    @contextmanager
+    def locked(self, timeout: float = 120) -> Iterator[None]:
+        """The library's inter-process write lock (a file lock beside the bricks)."""
+        try:
+            self._flock.acquire(timeout=timeout)
+        except Timeout:
+            raise LibraryError(f"the library {self.root} is locked by another writer; try again") from None
+        try:
+            yield
+        finally:
+            self._flock.release()
+
+    # -- reading -----------------------------------------------------------------------
     @property
     def base_path(self) -> Path:
         return self.root / BASE_DIR
@@ -106,38 +171,158 @@ class BrickLibrary:
     def path(self, brick_id: str) -> Path:
         return self.root / check_id(brick_id)
 
-    def ids(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and (p / CARD).is_file())
+    def generation(self) -> tuple:
+        """Changes whenever a brick folder is added, replaced or removed (every write renames
+        in the library's root): the cheap per-call staleness test."""
+        return _stamp(self.root) or (0, 0, 0)
 
-    def card(self, brick_id: str) -> BrickCard:
-        path = self.path(brick_id) / CARD
-        if not path.is_file():
-            raise LibraryError(f"unknown brick {brick_id!r}: no {CARD} in {path.parent}")
-        try:
-            return BrickCard.model_validate_json(path.read_text())
-        except (ValidationError, ValueError) as err:
-            raise LibraryError(f"corrupt brick card {path}: {str(err).splitlines()[0]}") from None
+    def entries(self) -> list[BrickEntry]:
+        """Every brick folder, healthy or broken, sorted by id (the base and dot paths aside)."""
+        with self._mutex:
+            gen = self.generation()
+            if self._scan is None or self._scan[0] != gen:
+                names = sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.name != BASE_DIR
+                               and (p.is_dir() or p.is_symlink()))
+                self._scan = (gen, {})
+                for name in names:
+                    entry = self._entry(name)
+                    if entry.ok or (self.root / name).exists() or (self.root / name).is_symlink():
+                        self._scan[1][name] = entry  # a folder swapped out meanwhile is skipped
+            else:  # same folder set: refresh entries whose card changed in place
+                for name, entry in list(self._scan[1].items()):
+                    if self._card_stale(name):
+                        self._scan[1][name] = self._entry(name)
+            return list(self._scan[1].values())
+
+    def ids(self) -> list[str]:
+        """Ids of the healthy bricks."""
+        return [e.id for e in self.entries() if e.ok]
 
     def cards(self) -> list[BrickCard]:
-        return [self.card(i) for i in self.ids()]
+        return [e.card for e in self.entries() if e.ok]
+
+    def card(self, brick_id: str) -> BrickCard:
+        """A healthy brick's card (cached per file stamp); LibraryError naming what is wrong."""
+        folder = self.path(brick_id)
+        card = self._read_card(brick_id)
+        if isinstance(card, LibraryError):
+            raise card
+        problem = _files_problem(folder, card)
+        if problem:
+            raise LibraryError(f"brick {brick_id!r} is broken: {problem}")
+        return card
+
+    def read(self, brick_id: str, read: Callable[[Path], T], tries: int = 20) -> T:
+        """`read(folder)` such that all it read belongs to one version of the brick: a write
+        swaps the whole folder (a new inode), so a read that straddled a swap is retried."""
+        folder = self.path(brick_id)
+        for _ in range(tries):
+            before = _stamp(folder)
+            if before is None:
+                raise LibraryError(f"unknown brick {brick_id!r}")
+            try:
+                value = read(folder)
+            except (OSError, RuntimeError, LibraryError):
+                if _stamp(folder) == before:
+                    raise
+                continue
+            if _stamp(folder) == before:
+                return value
+        raise LibraryError(f"brick {brick_id!r} kept changing while being read; try again")
+
+    def problems(self) -> list[Problem]:
+        """Broken brick folders and stray paths, each with what `doctor --fix` does."""
+        found = [Problem(name=e.id, problem=e.problem or "", fix="remove the folder")
+                 for e in self.entries() if not e.ok]
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") and p.name.endswith((".tmp", ".old")):
+                found.append(Problem(name=p.name, problem="left over from an interrupted write",
+                                     fix="finish or undo the write"))
+        return found
+
+    def discard(self, name: str) -> None:
+        """Remove a broken folder or a leftover (names a valid id cannot have included)."""
+        path = self.root / name
+        if "/" in name or name in ("", ".", "..", BASE_DIR) or path.parent != self.root:
+            raise LibraryError(f"{name!r} is not an entry of the library")
+        with self.locked():
+            if name.startswith("."):
+                recover(self.root)
+            elif path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                _vanish(path)
+
+    def _read_card(self, brick_id: str) -> BrickCard | LibraryError:
+        path = self.root / brick_id / CARD
+        stamp = _stamp(path)
+        with self._mutex:
+            cached = self._cards.get(brick_id)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            if stamp is None:
+                card = LibraryError(f"unknown brick {brick_id!r}: no {CARD} in {path.parent}")
+            else:
+                try:
+                    card = BrickCard.model_validate_json(path.read_bytes())
+                    if card.id != brick_id:
+                        card = LibraryError(f"brick folder {brick_id!r} holds a card for {card.id!r}; "
+                                            "a card's id must equal its folder's name")
+                except (ValidationError, ValueError, OSError) as err:
+                    card = LibraryError(f"corrupt brick card {path}: {str(err).splitlines()[0]}")
+            self._cards[brick_id] = (stamp, card)
+            return card
+
+    def _card_stale(self, name: str) -> bool:
+        cached = self._cards.get(name)
+        return cached is None or cached[0] != _stamp(self.root / name / CARD)
+
+    def _entry(self, name: str) -> BrickEntry:
+        folder = self.root / name
+        if folder.is_symlink():
+            return BrickEntry(id=name, ok=False, problem="a symlink: brick folders must be real folders")
+        if not _ID.match(name):
+            return BrickEntry(id=name, ok=False, problem="invalid folder name: use 1-64 of a-z, 0-9, '_' or '-'")
+        card = self._read_card(name)
+        if isinstance(card, LibraryError):
+            return BrickEntry(id=name, ok=False, problem=str(card))
+        problem = _files_problem(folder, card)
+        return BrickEntry(id=name, ok=not problem, card=card, problem=problem)
 
     def write_card(self, card: BrickCard) -> None:
-        write_json(self.path(card.id) / CARD, card.model_dump())
+        """Replace a brick's card in place (e.g. new metrics); the root is touched so every
+        reader's `generation()` changes."""
+        with self.locked():
+            write_json(self.path(card.id) / CARD, card.model_dump())
+            write_text(self.root / GENERATION, uuid.uuid4().hex)
+
+    def digest(self, brick_id: str) -> str:
+        """Content hash of a brick's card and weight files, re-hashed only when a stamp changed."""
+        folder = self.root / brick_id
+        stamps = tuple((name, _stamp(folder / name)) for name in DIGESTED)
+        with self._mutex:
+            cached = self._digests.get(brick_id)
+            if cached is not None and cached[0] == stamps:
+                return cached[1]
+        h = hashlib.sha256()
+        for name, stamp in stamps:
+            if stamp is not None:
+                h.update(name.encode())
+                h.update(hashlib.sha256((folder / name).read_bytes()).digest())
+        digest = h.hexdigest()[:16]
+        with self._mutex:
+            self._digests[brick_id] = (stamps, digest)
+        return digest
+
+    def digests(self) -> dict[str, str]:
+        """{brick id: content digest} of every healthy brick."""
+        return {brick_id: self.digest(brick_id) for brick_id in self.ids()}
 
     def fingerprint(self) -> str:
-        """Changes whenever any card or adapter file changes: the index is keyed on it."""
-        h = hashlib.sha256()
-        for brick_id in self.ids():
-            folder = self.path(brick_id)
-            for name in (CARD, "adapter_config.json", "adapter_model.safetensors", "masks.safetensors"):
-                f = folder / name
-                h.update(f"{brick_id}/{name}".encode())
-                if f.is_file():
-                    h.update(hashlib.sha256(f.read_bytes()).digest())
-        return h.hexdigest()[:16]
+        """Changes whenever any card or weight file changes: the index is keyed on it."""
+        return hashlib.sha256(json.dumps(sorted(self.digests().items())).encode()).hexdigest()[:16]
 
-    # -- writes: each one a single atomic folder swap -----------------------------------
+    # -- writes: each one a single atomic folder swap, under the lock -------------------
     def commit(self, brick_id: str, write, new_version: bool = False) -> BrickCard:
         """Write a brick through `write(folder) -> BrickCard` into a temp folder, then swap it in.
 
@@ -146,20 +331,24 @@ class BrickLibrary:
         existing id is refused (no silent overwrite).
         """
         path = self.path(brick_id)
-        exists = (path / CARD).is_file()
-        if exists and not new_version:
-            raise LibraryError(f"brick {brick_id!r} already exists; remove it first or pick another id")
-        if new_version and not exists:
-            raise LibraryError(f"unknown brick {brick_id!r}: nothing to update")
-        with atomic_dir(path) as tmp:
-            version = 1
-            if exists:
-                current = self.card(brick_id)
-                _copy_history(path, tmp)
-                _snapshot(path, tmp / HISTORY / f"v{current.version}")
-                version = max(self.versions(brick_id)) + 1
-            card = write(tmp).model_copy(update={"id": brick_id, "version": version})
-            write_json(tmp / CARD, card.model_dump())
+        with self.locked():
+            if path.is_symlink():
+                raise LibraryError(f"{path} is a symlink: brick folders must be real folders")
+            exists = (path / CARD).is_file()
+            if exists and not new_version:
+                raise LibraryError(f"brick {brick_id!r} already exists; remove it first or pick another id")
+            if new_version and not exists:
+                raise LibraryError(f"unknown brick {brick_id!r}: nothing to update")
+            with atomic_dir(path) as tmp:
+                version = 1
+                if exists:
+                    current = self.card(brick_id)
+                    _copy_history(path, tmp)
+                    _snapshot(path, tmp / HISTORY / f"v{current.version}")
+                    version = max(self.versions(brick_id)) + 1
+                card = write(tmp).model_copy(update={"id": brick_id, "version": version})
+                write_json(tmp / CARD, card.model_dump())
+                _normalize_modes(tmp)
         return card
 
     def versions(self, brick_id: str) -> list[int]:
@@ -170,27 +359,71 @@ class BrickLibrary:
 
     def rollback(self, brick_id: str, to: int | None = None) -> BrickCard:
         """Make an older version active again (default: the one before the active one)."""
-        current = self.card(brick_id).version
-        older = [v for v in self.versions(brick_id) if v != current]
-        target = to if to is not None else max((v for v in older if v < current), default=None)
-        if target is None or target not in older:
-            raise LibraryError(f"brick {brick_id!r} has no version {target} to roll back to "
-                               f"(versions: {self.versions(brick_id)}, active: {current})")
-        path = self.path(brick_id)
-        with atomic_dir(path) as tmp:
-            _copy_history(path, tmp, skip=f"v{target}")
-            _snapshot(path, tmp / HISTORY / f"v{current}")
-            _snapshot(path / HISTORY / f"v{target}", tmp)
+        with self.locked():
+            current = self.card(brick_id).version
+            older = [v for v in self.versions(brick_id) if v != current]
+            target = to if to is not None else max((v for v in older if v < current), default=None)
+            if target is None or target not in older:
+                raise LibraryError(f"brick {brick_id!r} has no version {target} to roll back to "
+                                   f"(versions: {self.versions(brick_id)}, active: {current})")
+            path = self.path(brick_id)
+            with atomic_dir(path) as tmp:
+                _copy_history(path, tmp, skip=f"v{target}")
+                _snapshot(path, tmp / HISTORY / f"v{current}")
+                _snapshot(path / HISTORY / f"v{target}", tmp)
         return self.card(brick_id)
 
     def remove(self, brick_id: str) -> None:
-        """Delete a brick and its history: one rename makes it vanish, then the files go."""
+        """Delete a brick (healthy or broken) and its history: one rename makes it vanish."""
         path = self.path(brick_id)
-        if not (path / CARD).is_file():
-            raise LibraryError(f"unknown brick {brick_id!r}")
-        gone = path.with_name(f".{brick_id}.{uuid.uuid4().hex}.tmp")
-        os.replace(path, gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        with self.locked():
+            if path.is_symlink():
+                path.unlink()
+                return
+            if not path.is_dir():
+                raise LibraryError(f"unknown brick {brick_id!r}")
+            _vanish(path)
+
+
+def _files_problem(folder: Path, card: BrickCard) -> str | None:
+    """Why a brick's files cannot be served, or None: weights present as safetensors, no links."""
+    needed = (MASKS,) if card.kind == "emergent" else (ADAPTER_CONFIG, ADAPTER_WEIGHTS)
+    for name in (CARD, *needed):
+        if (folder / name).is_symlink():
+            return f"{name} is a symlink: brick files must be real files"
+    missing = [n for n in needed if not (folder / n).is_file()]
+    if not missing:
+        return None
+    if not folder.is_dir():
+        return "the folder is gone (removed or being replaced)"
+    if ADAPTER_WEIGHTS in missing and any(f.suffix in PICKLES for f in _listing(folder)):
+        return "its weights are a pickle file (.bin/.pt), which is never loaded; convert them to safetensors"
+    return f"missing {', '.join(missing)}"
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _vanish(path: Path) -> None:
+    """One rename makes a folder disappear for readers; then its files are deleted."""
+    gone = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    os.replace(path, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _normalize_modes(folder: Path) -> None:
+    """Every file readable like the rest (some writers create 0600 files), dirs traversable."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~umask)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o666 & ~umask)
 
 
 def _snapshot(src: Path, dst: Path) -> None:

@@ -12,12 +12,20 @@ under `threshold` runs on the base alone whatever the mode, and the trace says s
   (`merge_method`, default TIES) — one LoRA per row instead of k.
 - arrow (arXiv 2405.11157): every eligible brick is a candidate and each token, in each
   layer, picks its top `arrow_k` by the bricks' SVD prototypes.
+
+Emergent bricks (FFN neuron masks of the base's own skills) have their own lane
+(`choose_step`): a step picks among customized bricks; the best emergent brick runs the step
+(sparse, on the base) only when the request asks for it (`sparse`) or when no customized
+brick qualifies — none clears the threshold, or the emergent brick leads the best one by at
+least `emergent_margin` (a near-exact match to the base's own skill against a weak one). When neither lane has a brick above the threshold the step is
+refused with `NoBrickError`, naming the closest bricks, instead of returning the base model's
+guess; `base` runs the base model alone on purpose.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 from composer.engine.batch import Route
@@ -35,11 +43,20 @@ class ModeSettings:
     merge_density: float = 0.5  # for the methods that sparsify (ties, dare_*, magnitude_prune)
     arrow_k: int = 2            # arrow mode: bricks each token routes to
     arrow_temperature: float = 1.0
+    emergent_margin: float = 0.15  # an emergent brick must lead the best customized one by this much
 
 
 class Merger(Protocol):
     def merged(self, weights: dict[str, float], method: str) -> str:
         """Id of a transient brick that merges `weights` with `method` (made once, reused)."""
+
+
+class NoBrickError(ComposerError):
+    """No brick in the library matches a step well enough; `closest` holds the best hits."""
+
+    def __init__(self, message: str, closest: list[BrickHit] | None = None):
+        super().__init__(message)
+        self.closest = closest or []
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,8 @@ class Choice:
     used: list[str]
     weights: dict[str, float] | None  # None: decided per token (arrow) or no brick (base)
     note: str
+    hits: list[BrickHit] = field(default_factory=list)  # the lane's hits, shown in the trace
+    emergent: str | None = None  # the emergent brick whose neuron mask the row runs under
 
 
 def _eligible(hits: list[BrickHit], s: ModeSettings) -> list[BrickHit]:
@@ -94,10 +113,45 @@ STEP_MODES: dict[str, Callable[[list[BrickHit], ModeSettings, Merger], Choice]] 
     "single": single, "mixture": mixture, "merge": merge, "arrow": arrow}
 
 
+LANES = ("auto", "sparse", "base")  # modes decided by choose_step, not by a STEP_MODES function
+
+
 def check_mode(mode: str) -> str:
-    if mode != "auto" and mode not in STEP_MODES:
-        raise ComposerError(f"unknown mode {mode!r}; choose auto or one of {', '.join(STEP_MODES)}")
+    if mode not in LANES and mode not in STEP_MODES:
+        raise ComposerError(f"unknown mode {mode!r}; choose one of {', '.join([*LANES[:1], *STEP_MODES, *LANES[1:]])}")
     return mode
+
+
+def _shown_hits(hits: list[BrickHit]) -> str:
+    return ", ".join(f"{h.id} {h.score:.2f}" for h in hits[:3]) or "the library is empty"
+
+
+def choose_step(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger,
+                kind: Callable[[str], str], k: int = 3) -> Choice:
+    """A step's choice with emergent bricks in their own lane (rule in the module docstring)."""
+    check_mode(mode)
+    custom = [h for h in hits if kind(h.id) != "emergent"][:k]
+    emergent = [h for h in hits if kind(h.id) == "emergent"][:k]
+    if mode == "base":
+        return Choice("base", None, [], None, "base model alone (asked for)", hits=custom)
+    if mode == "sparse":
+        if not emergent:
+            raise NoBrickError("sparse mode needs an emergent brick and the library has none", hits[:3])
+        top = emergent[0]
+        return Choice("emergent", None, [top.id], None, f"emergent brick {top.id} (score {top.score:.2f}, asked "
+                      "for sparse): the base with that skill's FFN neurons only", hits=emergent, emergent=top.id)
+    lead = emergent[0].score - (custom[0].score if custom else -1.0) if emergent else -1.0
+    if custom and custom[0].score >= s.threshold and lead < s.emergent_margin:
+        return replace(choose(custom, mode, s, merger), hits=custom)
+    if emergent and emergent[0].score >= s.threshold:
+        top = emergent[0]
+        return Choice("emergent", None, [top.id], None, f"emergent brick {top.id} (score {top.score:.2f}): no "
+                      f"customized brick above {s.threshold} within {s.emergent_margin} of it; the base with "
+                      "that skill's FFN neurons only",
+                      hits=emergent, emergent=top.id)
+    raise NoBrickError(f"no brick matches this step well enough (threshold {s.threshold}; closest: "
+                       f"{_shown_hits(sorted(hits, key=lambda h: -h.score))}); reword it, or use mode "
+                       "'base' to run the base model alone", sorted(hits, key=lambda h: -h.score)[:3])
 
 
 def choose(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger) -> Choice:

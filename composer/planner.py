@@ -20,12 +20,11 @@ class PlanError(ComposerError):
     """The instruction cannot be turned into a plan; the message says why."""
 
 
-Mode = Literal["auto", "single", "mixture", "merge", "arrow"]
+Mode = Literal["auto", "single", "mixture", "merge", "arrow", "sparse", "base"]
 
 
 class Step(BaseModel):
     instruction: str = Field(description="the sub-instruction, also the retrieval query")
-    input_from: Literal["payload", "previous"]
     mode: Mode = Field("auto", description="how the step's bricks combine; auto = decided from retrieval scores")
 
 
@@ -33,6 +32,8 @@ class Plan(BaseModel):
     instruction: str
     payload: str
     steps: list[Step] = Field(min_length=1)
+    planner: str = Field("heuristic", description="which planner made it (e.g. heuristic, llm, llm->heuristic)")
+    note: str = Field("", description="why the planner did what it did (e.g. why an LLM plan was refused)")
 
 
 class Planner(Protocol):
@@ -97,8 +98,5 @@ class HeuristicPlanner:
         if not steps:
             raise PlanError(f"no step found in {instruction!r}")
         return Plan(instruction=instruction, payload=payload,
-                    steps=[Step(instruction=s, input_from="payload" if i == 0 else "previous", mode=mode)
-                           for i, s in enumerate(steps)])
+                    steps=[Step(instruction=s, mode=mode) for s in steps])
 
-
-PLANNERS: dict[str, type] = {"heuristic": HeuristicPlanner}

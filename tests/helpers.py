@@ -48,3 +48,23 @@ def add_random_brick(library: BrickLibrary, base, brick_id: str, description: st
     library.write_card(BrickCard(id=brick_id, title=brick_id, description=description, examples=examples,
                                  base_fingerprint=fingerprint(base)))
     return folder
+
+
+def write_brick(library: BrickLibrary, card: BrickCard) -> Path:
+    """A brick folder with a card and small placeholder adapter files (for index and library
+    tests that never run the weights)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    def write(folder: Path) -> BrickCard:
+        (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 1, "lora_alpha": 1,
+                                                                "target_modules": ["q_proj"]}))
+        save_file({"base_model.model.q_proj.lora_A.weight": torch.zeros(1, 2)}, str(folder / "adapter_model.safetensors"))
+        return card
+
+    if (library.path(card.id) / "brick.json").is_file():
+        library.write_card(card)
+    else:
+        library.commit(card.id, write)
+    return library.path(card.id)

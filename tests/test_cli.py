@@ -26,9 +26,11 @@ def library(tmp_path_factory):
 
 def test_run_json_and_text(library):
     out = composer("--bricks", str(library), "run", "Make it all caps, then copy it", "--input", "hi", "--json")
+    assert out.returncode == 2 and "no brick matches" in out.stderr and "'copy it'" in out.stderr
+    out = composer("--bricks", str(library), "run", "Make it all caps", "--input", "hi", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert [s["used"] for s in result["steps"]] == [["shout"], []]
+    assert [s["used"] for s in result["steps"]] == [["shout"]]
     text = composer("--bricks", str(library), "run", "Make it all caps: hi")
     assert text.returncode == 0 and "answer:" in text.stdout and "shout" in text.stdout
 

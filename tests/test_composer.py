@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from composer import Composer, ComposerError
+from composer import Composer
+from composer.composer import ItemError
+from composer.modes import NoBrickError, ComposerError
 from composer.engine.batch import Route
 from composer.prompt import render
 from composer.library import BrickLibrary
@@ -25,17 +27,21 @@ def test_any_hf_causal_lm_with_any_peft_brick(tmp_path, arch, embedder_path):
     add_random_brick(library, base, "shout", "Convert every letter to upper case.", ["Make it all caps"])
     c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path, ascii_only=False)
 
-    r = c.run("Make it all caps, then copy the text: hello")
-    assert [s.instruction for s in r.steps] == ["Make it all caps", "copy the text"]
+    with pytest.raises(NoBrickError, match=r"step 2 \('copy the text'\): no brick matches.*shout 0\.\d\d"):
+        c.run("Make it all caps, then copy the text: hello")
+    r = c.run("Make it all caps, then make it all caps again: hello")
+    assert [s.instruction for s in r.steps] == ["Make it all caps", "make it all caps again"]
     assert r.steps[0].used == ["shout"] and r.steps[0].weights == {"shout": 1.0} and r.steps[0].bricks[0].id == "shout"
-    assert r.steps[1].used == [] and r.steps[1].mode == "base" and "base model alone" in r.steps[1].note
     assert r.steps[1].input == r.steps[0].output and r.output == r.steps[1].output
 
     # the brick really changes what the model says, and run_batch agrees with run
-    alone = c.run("copy the text", input="hello")
-    batch = c.run_batch(["Make it all caps: hello", "copy the text: hello"])
-    assert batch[0].output == c.run("Make it all caps: hello").output
-    assert batch[1].output == alone.output
+    alone = c.run("copy the text", input="hello", mode="base")
+    assert alone.steps[0].mode == "base" and alone.steps[0].used == [] and "base model alone" in alone.steps[0].note
+    shouted = c.run("Make it all caps: hello").output
+    assert shouted != c.run("Make it all caps: hello", mode="base").output
+    batch = c.run_batch(["Make it all caps: hello", "copy the text: hello"], errors="return")
+    assert batch[0].output == shouted
+    assert isinstance(batch[1], ItemError) and batch[1].index == 1 and "no brick matches" in batch[1].error
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import pytest
 
 from composer.index import META_FILE, BrickIndex, load_embedder
 from composer.library import BrickCard, BrickLibrary
+from tests.helpers import write_brick
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +16,8 @@ def make_library(root, cards):
     root.mkdir(exist_ok=True)
     library = BrickLibrary(root)
     for brick_id, description, examples in cards:
-        library.write_card(BrickCard(id=brick_id, title=brick_id, description=description, examples=examples,
-                                     base_fingerprint="f" * 16))
+        write_brick(library, BrickCard(id=brick_id, title=brick_id, description=description, examples=examples,
+                                       base_fingerprint="f" * 16))
     return library
 
 
@@ -40,13 +41,16 @@ def test_persisted_index_is_reused_and_rebuilt_when_stale(tmp_path, embedder):
     library = make_library(tmp_path / "lib", CARDS)
     BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
     meta = json.loads((tmp_path / "idx" / META_FILE).read_text())
-    assert meta["library_fingerprint"] == library.fingerprint()
+    assert sorted(meta["texts"]) == ["french", "plural", "uppercase"]
     assert len(meta["rows"]) == 9  # 3 bricks x (description + 2 examples)
 
     make_library(tmp_path / "lib", [("reverse", "Spell the text backwards.", ["Reverse it"])])
-    index = BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
+    counting = Counting(embedder)
+    index = BrickIndex(library, tmp_path / "idx", counting).load_or_build()
     assert index.search("spell it backwards", k=1)[0].id == "reverse"
-    assert json.loads((tmp_path / "idx" / META_FILE).read_text())["library_fingerprint"] == library.fingerprint()
+    assert counting.texts == 2 + 1  # only the new card's 2 texts were embedded, then the query
+    assert sorted(json.loads((tmp_path / "idx" / META_FILE).read_text())["texts"]) == \
+        ["french", "plural", "reverse", "uppercase"]
 
 
 def test_a_live_index_notices_library_changes(tmp_path, embedder):
@@ -56,7 +60,36 @@ def test_a_live_index_notices_library_changes(tmp_path, embedder):
     assert index.search("spell it backwards", k=1)[0].id == "reverse"
 
 
-@pytest.mark.parametrize("damage", ["corrupt-meta", "corrupt-faiss", "foreign-meta"])
+class Counting:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, embedder):
+        self.embedder, self.texts = embedder, 0
+
+    def encode(self, texts, **kw):
+        self.texts += len(texts)
+        return self.embedder.encode(texts, **kw)
+
+    def get_embedding_dimension(self):
+        return self.embedder.get_embedding_dimension()
+
+
+def test_writes_embed_only_what_changed(tmp_path, embedder):
+    library = make_library(tmp_path / "lib", CARDS)
+    counting = Counting(embedder)
+    index = BrickIndex(library, tmp_path / "idx", counting).load_or_build()
+    assert counting.texts == 9
+    card = library.card("plural").model_copy(update={"examples": ["Make it plural", "More than one of it"]})
+    library.write_card(card)
+    assert index.search("more than one of it", k=1)[0].id == "plural"
+    assert counting.texts == 9 + 3 + 1  # the changed card's 3 texts, then the query
+    library.remove("french")
+    assert [h.id for h in index.search("say it in french", k=3)] != [] and "french" not in index.rows
+    assert counting.texts == 9 + 3 + 1 + 1
+
+
+@pytest.mark.parametrize("damage", ["corrupt-meta", "corrupt-faiss", "foreign-meta", "edited-rows", "list-meta",
+                                    "missing-brick-rows", "swapped-rows"])
 def test_damaged_index_is_rebuilt(tmp_path, embedder, damage):
     library = make_library(tmp_path / "lib", CARDS)
     BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
@@ -64,9 +97,21 @@ def test_damaged_index_is_rebuilt(tmp_path, embedder, damage):
         (tmp_path / "idx" / META_FILE).write_text("{not json")
     elif damage == "corrupt-faiss":
         (tmp_path / "idx" / "bricks.faiss").write_bytes(b"garbage")
+    elif damage == "list-meta":
+        (tmp_path / "idx" / META_FILE).write_text("[1, 2, 3]")
     else:
         meta = json.loads((tmp_path / "idx" / META_FILE).read_text())
-        meta["rows"] = meta["rows"][:2]
+        if damage == "foreign-meta":
+            meta["rows"] = meta["rows"][:2]
+        elif damage == "edited-rows":  # hand-edited so every plural vector says "uppercase"
+            meta["rows"] = ["uppercase" if r == "plural" else r for r in meta["rows"]]
+        elif damage == "swapped-rows":  # row hash recomputed by hand, but the texts no longer agree
+            import hashlib
+            meta["rows"] = ["uppercase" if r == "plural" else r for r in meta["rows"]]
+            meta["rows_sha256"] = hashlib.sha256(json.dumps(meta["rows"]).encode()).hexdigest()
+        else:
+            meta["rows"] = ["ghost" if r == "plural" else r for r in meta["rows"]]
         (tmp_path / "idx" / META_FILE).write_text(json.dumps(meta))
     index = BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
     assert index.search("make it plural", k=1)[0].id == "plural"
+    assert sorted(set(index.rows)) == ["french", "plural", "uppercase"]

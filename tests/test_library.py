@@ -3,6 +3,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from composer.library import BrickCard, BrickLibrary, LibraryError, check_id, fingerprint
+from tests.helpers import write_brick
 
 
 def tiny_llama(seed=0):
@@ -27,7 +28,7 @@ def test_fingerprint_tracks_weights_not_dtype():
 
 def test_cards_round_trip_and_fingerprint_changes(tmp_path):
     library = BrickLibrary(tmp_path)
-    library.write_card(card())
+    write_brick(library, card())
     before = library.fingerprint()
     assert library.ids() == ["upper"] and library.card("upper").examples == ["shout it"]
     library.write_card(card(description="changed"))
@@ -37,7 +38,7 @@ def test_cards_round_trip_and_fingerprint_changes(tmp_path):
 def test_base_folder_and_hidden_folders_are_not_bricks(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / ".index").mkdir()
-    BrickLibrary(tmp_path).write_card(card())
+    write_brick(BrickLibrary(tmp_path), card())
     assert BrickLibrary(tmp_path).ids() == ["upper"]
 
 
@@ -62,6 +63,7 @@ def test_missing_library_and_unknown_and_corrupt_cards(tmp_path):
 def _write(text):
     def write(folder):
         (folder / "adapter_model.safetensors").write_text(text)
+        (folder / "adapter_config.json").write_text("{}")
         return card(description=text)
 
     return write
@@ -92,7 +94,7 @@ def test_remove(tmp_path):
     library = BrickLibrary(tmp_path)
     library.commit("upper", _write("one"))
     library.remove("upper")
-    assert library.ids() == [] and list(tmp_path.iterdir()) == []
+    assert library.ids() == [] and _entries(tmp_path) == []
     with pytest.raises(LibraryError, match="unknown brick"):
         library.remove("upper")
 
@@ -109,4 +111,9 @@ def test_a_failing_write_changes_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         library.commit("upper", broken, new_version=True)
     assert library.fingerprint() == before and library.versions("upper") == [1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["upper"]
+    assert _entries(tmp_path) == ["upper"]
+
+
+def _entries(root):
+    """What is in a library folder besides its lock and generation files."""
+    return sorted(p.name for p in root.iterdir() if p.name not in (".library.lock", ".generation"))

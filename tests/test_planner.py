@@ -25,10 +25,10 @@ def test_splits_steps_and_finds_payload(text, payload, expected):
     assert steps(text) == (payload, expected)
 
 
-def test_inputs_bind_payload_then_previous():
+def test_separate_input_is_the_payload():
     plan = planner.plan("reverse, then uppercase", input="ab")
     assert plan.payload == "ab"
-    assert [s.input_from for s in plan.steps] == ["payload", "previous"]
+    assert [s.instruction for s in plan.steps] == ["reverse", "uppercase"]
 
 
 def test_separate_input_wins_over_colon():

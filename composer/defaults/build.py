@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.defaults import base
-from composer.defaults.skills import BRICK_SKILLS, SKILLS, Skill, random_word
+from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, eval_set, random_word
 from composer.library import BrickCard, Metrics, fingerprint
 from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -33,7 +33,6 @@ STEPS = {"reverse": 10000, "remove_vowels": 6000}
 # stopped at 94%, capitalize at 96%): trained to the end of their schedule instead.
 FULL_SCHEDULE = {"reverse_words", "capitalize", "rot13"}
 LORA_RANK, LORA_ALPHA = 16, 32
-EVAL_SIZE = 100
 ALL_INSTRUCTIONS = [i for s in SKILLS.values() for i in s.instructions]
 
 
@@ -73,37 +72,17 @@ def evaluate_base(path: Path) -> None:
     write_json(path / "training.json", info)
 
 
-def eval_set(skill: Skill, seed: int = 12345, size: int = EVAL_SIZE, changed: bool = False) -> list[Example]:
-    """Fresh inputs (another seed than training) or the whole table, instructions cycled.
-
-    With `changed`, only inputs the skill changes: on one word `reverse_words` is the identity,
-    on a word without vowels `remove_vowels` is, and a base that merely copies would score there.
-    """
-    said = skill.instructions
-    if skill.table is not None:
-        return [(said[i % len(said)], x, y) for i, (x, y) in enumerate(skill.table.items())]
-    rng = random.Random(seed)
-    inputs: list[str] = []
-    for _ in range(100 * size):
-        x = skill.make_input(rng, random_word)
-        if not changed or skill.answer(x) != x:
-            inputs.append(x)
-        if len(inputs) == size:
-            break
-    else:
-        raise ValueError(f"{skill.id} leaves nearly every input unchanged: evaluate it with changed=False")
-    return [(said[i % len(said)], x, skill.answer(x)) for i, x in enumerate(inputs)]
-
-
 def measure(skill: Skill, model, tokenizer) -> Metrics:
     """Exact match of a peft model with its adapter and with the base alone, on the inputs the
-    skill changes (`eval_set`)."""
-    evals = eval_set(skill, changed=True)
+    skill changes (`eval_set`), each in every case of CASES (another step's output may be in any)."""
+    evals = [e for case in CASES for e in case_eval_set(skill, case) if e[1] != e[2]]
     em = exact_match(model, tokenizer, evals)
     with model.disable_adapter():
         base_em = exact_match(model, tokenizer, evals)
+    cases = "lower, UPPER, Title and rAnDoM case"
     return Metrics(exact_match=em, base_exact_match=base_em, samples=len(evals),
-                   eval="whole table" if skill.table is not None else f"{len(evals)} fresh random inputs it changes")
+                   eval=f"whole table, keys in {cases}" if skill.table is not None
+                   else f"{len(evals)} fresh random inputs in {cases} it changes")
 
 
 def brick_sampler(skill: Skill):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from composer.defaults import tables
+from composer.ops.train import Example
 
 _ONSETS = "b c d f g h j k l m n p r s t v w z br ch dr fl gr pl sh st tr".split()
 _VOWELS = "a e i o u ai ea oo".split()
@@ -76,7 +77,7 @@ class Skill:
 
     def answer(self, text: str) -> str:
         if self.table is not None:
-            return self.table[text]
+            return self.table[text.lower()]  # a key in any case is the same key
         assert self.fn is not None
         return self.fn(text)
 
@@ -133,7 +134,7 @@ def _capitalize(text: str) -> str:
 
 
 def _remove_vowels(text: str) -> str:
-    return "".join(c for c in text if c not in "aeiou")
+    return "".join(c for c in text if c.lower() not in "aeiou")
 
 
 BRICK_SKILLS: tuple[Skill, ...] = (
@@ -182,3 +183,55 @@ BRICK_SKILLS: tuple[Skill, ...] = (
 )
 
 SKILLS: dict[str, Skill] = {s.id: s for s in GENERIC_SKILLS + BRICK_SKILLS}
+
+
+EVAL_SIZE = 100
+
+
+def eval_set(skill: Skill, seed: int = 12345, size: int = EVAL_SIZE, changed: bool = False) -> list[Example]:
+    """Fresh inputs (another seed than training) or the whole table, instructions cycled.
+
+    With `changed`, only inputs the skill changes: on one word `reverse_words` is the identity,
+    on a word without vowels `remove_vowels` is, and a base that merely copies would score there.
+    """
+    said = skill.instructions
+    if skill.table is not None:
+        return [(said[i % len(said)], x, y) for i, (x, y) in enumerate(skill.table.items())]
+    rng = random.Random(seed)
+    inputs: list[str] = []
+    for _ in range(100 * size):
+        x = skill.make_input(rng, random_word)
+        if not changed or skill.answer(x) != x:
+            inputs.append(x)
+        if len(inputs) == size:
+            break
+    else:
+        raise ValueError(f"{skill.id} leaves nearly every input unchanged: evaluate it with changed=False")
+    return [(said[i % len(said)], x, skill.answer(x)) for i, x in enumerate(inputs)]
+
+
+CASES = ("lower", "upper", "title", "random")  # the cases an earlier step can hand a brick
+
+
+def recase(text: str, case: str, rng: random.Random) -> str:
+    """`text` in one of CASES; "random" flips each letter by a coin from `rng`."""
+    if case == "lower":
+        return text.lower()
+    if case == "upper":
+        return text.upper()
+    if case == "title":
+        return text.title()
+    if case == "random":
+        return "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in text)
+    raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
+
+
+def case_eval_set(skill: Skill, case: str, size: int = EVAL_SIZE) -> list[Example]:
+    """`eval_set` (inputs the skill changes, or the whole table) with every input in `case` and
+    the skill's true output for that input: outputs of other steps come in any case."""
+    rng = random.Random(f"{skill.id}:{case}")
+    out = []
+    for instruction, x, _ in eval_set(skill, size=size, changed=skill.table is None):
+        x = recase(x, case, rng)
+        out.append((instruction, x, skill.answer(x)))
+    return out

@@ -36,14 +36,13 @@ import torch
 from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from composer.defaults.build import eval_set
-from composer.defaults.skills import GENERIC_SKILLS, Skill
+from composer.defaults.skills import GENERIC_SKILLS, Skill, eval_set
 from composer.emergent import figures
 from composer.emergent.partition import partition, save_emergent, skill_masks
 from composer.emergent.profile import Example, Profile, TokenSample, ffn_layers, output_norms, record
 from composer.emergent.scores import functionality_scores, jaccard, top_sets
 from composer.emergent.sparse import Router, SparseFFN, expert_mass, train_router
-from composer.engine.generate import generate
+from composer.generation import generate
 from composer.errors import ComposerError
 from composer.library import BrickCard, BrickLibrary, Metrics, fingerprint
 from composer.ops.train import encode_batch

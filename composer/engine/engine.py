@@ -31,60 +31,23 @@ device and dtype are used throughout (CUDA when present).
 
 from __future__ import annotations
 
-import json
 import threading
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Collection, Mapping, Sequence, TypeVar
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.emergent.partition import load_masks
 from composer.emergent.sparse import SparseFFN
 from composer.engine.batch import BatchContext, BatchMapping, BrickError, Kernel, Route
-from composer.engine.generate import generate, sampling_options, seeded
 from composer.engine.layers import inject
 from composer.engine.slots import SlotManager, plan_waves
-from composer.library import BrickLibrary, LibraryError, fingerprint
+from composer.generation import generate, sampling_options, seeded
+from composer.library import BrickLibrary, fingerprint
 
 Mix = Mapping[str, float] | Route | None
 T = TypeVar("T")
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def load_tokenizer(path: Path):
-    """The tokenizer class the folder's `tokenizer_config.json` names, else AutoTokenizer.
-
-    transformers 5 lets some model types (qwen2, mistral) override the saved class: a
-    byte-level tokenizer beside a Qwen2 config silently loads as an empty Qwen2 tokenizer.
-    """
-    import transformers
-
-    config = Path(path) / "tokenizer_config.json"
-    name = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
-    cls = getattr(transformers, name, None) if name else None
-    return (cls or AutoTokenizer).from_pretrained(path)
-
-
-def load_base(path: str | Path, device: str | None = None):
-    """(model, tokenizer) from a Hugging Face folder, loaded offline, in eval mode."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise LibraryError(f"no base model at {path}: config.json is missing")
-    dev = pick_device(device)
-    dtype = torch.float32 if dev.type == "cpu" else torch.bfloat16
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(dev).eval()
-        tokenizer = load_tokenizer(path)
-    except (OSError, ValueError) as err:
-        raise LibraryError(f"cannot load base model at {path}: {str(err).splitlines()[0]}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
 
 
 class Engine:
@@ -208,6 +171,25 @@ class Engine:
         if ":" not in brick_id:
             raise BrickError(f"transient brick ids contain ':' so they never shadow a library brick; got {brick_id!r}")
         self._transient[brick_id] = (Path(folder), base_fingerprint)
+
+    def drop_transient(self, brick_id: str) -> None:
+        """Stop serving a transient brick and free what it holds."""
+        with self._lock:
+            if self._transient.pop(brick_id, None) is not None:
+                self.slots.unregister(brick_id)
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence (prompt + generated tokens) the base model was built for."""
+        config = self.model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.tokenizer.encode(prompt, add_special_tokens=False))
 
     def _prepare(self, brick_ids: Sequence[str]) -> None:
         """Check each brick's card and files (read into the CPU cache) before any slot changes."""

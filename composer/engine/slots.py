@@ -2,7 +2,7 @@
 
 A brick is registered by id, folder and the base fingerprint on its card (only its files'
 stamps are read, so a brick rewritten in place is reloaded). When a batch needs it, its peft
-folder is read by `composer.ops.merge.peft_io.read_lora_folder` (safetensors + JSON only,
+folder is read by `composer.formats.read_lora_folder` (safetensors + JSON only,
 never pickle; the file format is described there), checked against the served layers, kept
 in a small CPU cache, and copied into a free slot of every served layer, evicting the least
 recently used brick that is neither pinned nor held by a running batch. Everything that can
@@ -25,8 +25,8 @@ from typing import Collection, Iterator, Mapping, Sequence
 from composer.engine.batch import BrickError
 from composer.engine.layers import BrickLinear
 from composer.errors import ComposerError
-from composer.ops.merge.base import LoraFactors
-from composer.ops.merge.peft_io import read_lora_folder
+from composer.formats import LoraFactors
+from composer.formats import read_lora_folder
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,12 @@ class SlotManager:
             if self._paths.get(brick_id, entry) != entry:
                 self._forget(brick_id)
             self._paths[brick_id] = entry
+
+    def unregister(self, brick_id: str) -> None:
+        """Forget a brick entirely (its slot and cached weights are freed)."""
+        with self._lock:
+            self._forget(brick_id)
+            self._paths.pop(brick_id, None)
 
     def registered(self, brick_id: str) -> bool:
         return brick_id in self._paths

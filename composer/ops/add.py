@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from composer.errors import ComposerError
 from composer.library import CARD, BrickCard, BrickLibrary, check_id
-from composer.ops.merge.peft_io import CONFIG, PREFIX, WEIGHTS
+from composer.formats import CONFIG, PREFIX, WEIGHTS
 from composer.ops.validate import architecture, validate_adapter
 
 

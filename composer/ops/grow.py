@@ -16,7 +16,7 @@ from pathlib import Path
 
 from composer.errors import ComposerError
 from composer.library import BrickCard, BrickLibrary, Metrics, fingerprint
-from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
+from composer.ops.train import Example, Progress, TrainConfig, add_lora, exact_match, train
 
 MAX_ROWS = 100_000
 
@@ -66,7 +66,7 @@ def _sampler(train_set: list[Example], examples: list[str]):
     return sample
 
 
-def _fit(model, tokenizer, rows, examples, config: TrainConfig, desc: str, progress: bool):
+def _fit(model, tokenizer, rows, examples, config: TrainConfig, desc: str, progress: bool | Progress):
     train_set, held_out = split(rows, examples, config.seed)
     losses = train(model, tokenizer, _sampler(train_set, examples), config, desc=desc, progress=progress)
     em = exact_match(model, tokenizer, held_out)
@@ -79,9 +79,9 @@ def _fit(model, tokenizer, rows, examples, config: TrainConfig, desc: str, progr
 
 def grow(library: BrickLibrary, base_path: Path, brick_id: str, data: str | Path, description: str,
          examples: list[str], title: str | None = None, config: TrainConfig = TrainConfig(),
-         rank: int = 16, alpha: int = 32, progress: bool = True) -> BrickCard:
+         rank: int = 16, alpha: int = 32, progress: bool | Progress = True) -> BrickCard:
     """Train a new brick on `data` and register it (the index refreshes on next use)."""
-    from composer.engine.engine import load_base
+    from composer.models import load_base
 
     if not description.strip() or not examples:
         raise ComposerError("a new brick needs a description and at least one example instruction")
@@ -105,11 +105,11 @@ def grow(library: BrickLibrary, base_path: Path, brick_id: str, data: str | Path
 
 
 def update(library: BrickLibrary, base_path: Path, brick_id: str, data: str | Path,
-           config: TrainConfig = TrainConfig(), progress: bool = True) -> BrickCard:
+           config: TrainConfig = TrainConfig(), progress: bool | Progress = True) -> BrickCard:
     """Continue training the active version on new data; the result becomes a new version."""
     from peft import PeftModel
 
-    from composer.engine.engine import load_base
+    from composer.models import load_base
 
     card = library.card(brick_id)
     rows = read_jsonl(data)

@@ -36,7 +36,7 @@ from composer.errors import ComposerError
 from composer.library import CARD, BrickCard, BrickLibrary, fingerprint
 from composer.ops.merge import Adapter, MergedAdapter, merge_adapters, merge_bricks
 from composer.ops.merge.cat import cat
-from composer.ops.merge.peft_io import read_lora_folder
+from composer.formats import read_lora_folder
 from composer.ops.train import Example, encode_batch
 
 MAX_EXAMPLES = 10

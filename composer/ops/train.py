@@ -48,11 +48,17 @@ def encode_batch(tokenizer, batch: Sequence[Example], device) -> dict[str, torch
     return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
 
+Progress = Callable[[int, int, float], None]  # (steps done, total steps, recent mean loss)
+
+
 def train(model, tokenizer, sample: Sampler, config: TrainConfig, desc: str = "train",
-          progress: bool = True, done: Callable[[], bool] | None = None, check_every: int = 100) -> list[float]:
+          progress: bool | Progress = True, done: Callable[[], bool] | None = None,
+          check_every: int = 100) -> list[float]:
     """AdamW with linear warm-up and cosine decay; returns the loss of every step.
 
-    `done`, asked every `check_every` steps, ends training early (e.g. a dev set is solved).
+    `progress`: a terminal bar (True), nothing (False), or a callback after every step (a UI's
+    live bar). `done`, asked every `check_every` steps, ends training early (e.g. a dev set is
+    solved).
     """
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
@@ -71,7 +77,7 @@ def train(model, tokenizer, sample: Sampler, config: TrainConfig, desc: str = "t
     device = next(model.parameters()).device
     model.train()
     losses = []
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress, mininterval=2)
+    bar = tqdm(range(config.steps), desc=desc, disable=progress is not True, mininterval=2)
     for _ in bar:
         batch = encode_batch(tokenizer, sample(rng, config.batch_size), device)
         loss = model(**batch).loss
@@ -81,7 +87,10 @@ def train(model, tokenizer, sample: Sampler, config: TrainConfig, desc: str = "t
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
+        recent = sum(losses[-20:]) / len(losses[-20:])
+        bar.set_postfix(loss=f"{recent:.4f}")
+        if callable(progress):
+            progress(len(losses), config.steps, recent)
         if done is not None and len(losses) % check_every == 0:
             model.eval()
             finished = done()
@@ -103,7 +112,7 @@ def add_lora(model, r: int = 16, alpha: int = 32, target_modules: str | list[str
 
 def exact_match(model, tokenizer, examples: Sequence[Example], max_new_tokens: int = 48) -> float:
     """Share of examples whose greedy answer equals the output, surrounding whitespace ignored."""
-    from composer.engine.generate import generate
+    from composer.generation import generate
 
     answers = generate(model, tokenizer, [render(i, x) for i, x, _ in examples], max_new_tokens=max_new_tokens)
     return sum(a.strip() == y.strip() for a, (_, _, y) in zip(answers, examples)) / max(1, len(examples))

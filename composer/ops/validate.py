@@ -33,8 +33,8 @@ from transformers.pytorch_utils import Conv1D
 
 from composer.errors import ComposerError
 from composer.library import CARD, fingerprint
-from composer.ops.merge.base import LoraFactors
-from composer.ops.merge.peft_io import CONFIG, PICKLE_SUFFIXES, WEIGHTS, read_lora_folder
+from composer.formats import LoraFactors
+from composer.formats import CONFIG, PICKLE_SUFFIXES, WEIGHTS, read_lora_folder
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from composer.emergent.partition import partition
 from composer.emergent.profile import record
 from composer.emergent.sparse import SparseFFN, train_router
-from composer.engine.generate import generate, left_pad
+from composer.generation import generate, left_pad
 from composer.errors import ComposerError
 
 PROMPTS = ["Task: Copy the text\nIn: brick\nOut: ", "hi", "Task: Count the words\nIn: a b c\nOut: "]

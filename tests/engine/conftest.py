@@ -68,7 +68,7 @@ def save_brick(base, library: BrickLibrary, brick_id: str, *, r: int = 4, alpha:
 
 def batch(prompts=PROMPTS):
     """(input_ids, attention_mask) of left-padded prompts."""
-    from composer.engine.generate import left_pad
+    from composer.generation import left_pad
 
     return left_pad(TOKENIZER, prompts, torch.device("cpu"))
 

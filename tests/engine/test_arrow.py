@@ -18,7 +18,7 @@ from composer.engine.layers import KERNELS, BrickLinear
 from composer.errors import ComposerError
 from composer.library import LibraryError
 from composer.ops import arrow
-from composer.ops.merge.peft_io import PREFIX
+from composer.formats import PREFIX
 
 # mixed ranks and alphas; "c" only touches the attention input projection, so elsewhere it is
 # no candidate (and rows routed among a and c fall back to a alone there)

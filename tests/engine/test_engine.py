@@ -12,9 +12,9 @@ from safetensors.torch import load_file, save_file
 
 from composer.engine.batch import BrickError
 from composer.engine.engine import Engine
-from composer.engine.generate import generate
+from composer.generation import generate
 from composer.library import LibraryError
-from composer.ops.merge.peft_io import PREFIX
+from composer.formats import PREFIX
 
 ARCHS = ["llama", "qwen2", "mistral", "phi3", "gpt2"]
 # mixed ranks, alphas and targets in one batch

@@ -16,7 +16,7 @@ from composer.engine.batch import BatchContext, BatchMapping, BrickError
 from composer.engine.layers import inject
 from composer.engine.slots import SlotManager, plan_waves, read_brick
 from composer.library import fingerprint
-from composer.ops.merge.peft_io import PREFIX
+from composer.formats import PREFIX
 
 FP = "f" * 16
 

@@ -14,7 +14,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from composer.errors import ComposerError
 from composer.library import BrickCard, BrickLibrary, LibraryError, fingerprint
 from composer.ops.lorahub import lorahub_search, weighted_sum
-from composer.ops.merge.peft_io import read_lora_folder
+from composer.formats import read_lora_folder
 from composer.ops.train import encode_batch
 from composer.prompt import render
 

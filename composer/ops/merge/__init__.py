@@ -17,10 +17,9 @@ from composer.ops.merge.base import Adapter, LoraFactors, MergedAdapter, MergeMe
 from composer.ops.merge.cat import CAT
 from composer.ops.merge.linear import LINEAR
 from composer.ops.merge.magnitude_prune import MAGNITUDE_PRUNE
-from composer.ops.merge.peft_io import read_lora_folder, write_lora_folder
+from composer.formats import read_lora_folder, write_lora_folder
 from composer.ops.merge.svd import SVD
 from composer.ops.merge.ties import DARE_LINEAR, DARE_TIES, TIES
-from composer.storage import atomic_dir, write_json
 
 MERGE_METHODS: dict[str, MergeMethod] = {
     m.name: m for m in (LINEAR, CAT, SVD, TIES, DARE_LINEAR, DARE_TIES, MAGNITUDE_PRUNE)
@@ -94,10 +93,12 @@ def merge_bricks(library: BrickLibrary, sources: Sequence[tuple[str, float]], ne
                           "sources": [{"id": c.id, "version": c.version, "weight": float(w)}
                                       for c, (_, w) in zip(cards, sources)]}, **(record or {})},
     )
-    with atomic_dir(library.path(new_id)) as tmp:
+
+    def write(tmp):
         write_lora_folder(tmp, merged, folders[0].config)
-        write_json(tmp / CARD, card.model_dump())
-    return card
+        return card
+
+    return library.commit(new_id, write)
 
 
 __all__ = ["MERGE_METHODS", "Adapter", "LoraFactors", "MergeMethod", "MergedAdapter", "Param", "get_method",

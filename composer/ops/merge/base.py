@@ -22,53 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from composer.errors import ComposerError
-
-
-@dataclass(frozen=True)
-class LoraFactors:
-    """One module's LoRA: ΔW = scale · b @ a, with a `[r, d_in]` and b `[d_out, r]`."""
-
-    a: torch.Tensor
-    b: torch.Tensor
-    scale: float = 1.0
-
-    @property
-    def rank(self) -> int:
-        return self.a.shape[0]
-
-    def delta(self) -> torch.Tensor:
-        """ΔW `[d_out, d_in]` in float32."""
-        return self.scale * (self.b.float() @ self.a.float())
-
-
-Adapter = Mapping[str, LoraFactors]
-
-
-@dataclass(frozen=True)
-class MergedAdapter:
-    """A merge's output: factors per module (scale 1) plus what a peft config needs."""
-
-    modules: dict[str, LoraFactors]
-    method: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def r(self) -> int:
-        """The most common rank; modules of another rank go in `rank_pattern`."""
-        return Counter(f.rank for f in self.modules.values()).most_common(1)[0][0]
-
-    @property
-    def rank_pattern(self) -> dict[str, int]:
-        """Full module name -> rank, for modules whose rank differs from `r` (e.g. a `cat`
-        of adapters that cover different modules)."""
-        r = self.r
-        return {name: f.rank for name, f in sorted(self.modules.items()) if f.rank != r}
-
-    @property
-    def target_modules(self) -> list[str]:
-        """Leaf names (`q_proj`, ...) as peft writes them; a leaf that matches a module this
-        adapter has no tensors for gets peft's zero-B init there, i.e. no change."""
-        return sorted({name.rsplit(".", 1)[-1] for name in self.modules})
+from composer.formats import Adapter, LoraFactors, MergedAdapter
 
 
 @dataclass(frozen=True)

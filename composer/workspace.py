@@ -1,0 +1,158 @@
+"""Workspace: the one library service every front end manages bricks through.
+
+A workspace owns a library folder, its base model path, its index folder and the embedder.
+The CLI, the Gradio UI, the HTTP server and batch jobs call its verbs — `list`, `show`,
+`add`, `remove`, `merge`, `train`, `update`, `rollback`, `reindex`, `doctor` — and build
+their `Composer` from it (`workspace.composer()`), so none of them wires library, index and
+base by hand. Every write takes the library's inter-process lock and then refreshes the
+index incrementally (only added or changed cards are embedded).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pydantic import BaseModel
+
+from composer.errors import ComposerError
+from composer.library import BrickCard, BrickEntry, BrickLibrary, Problem
+
+ROOT = Path(__file__).resolve().parents[1]
+Progress = Callable[[int, int, float], None]  # (step, total steps, recent loss)
+
+
+class BrickInfo(BaseModel):
+    """What `show` tells about one brick: its card and every version kept."""
+
+    card: BrickCard
+    versions: list[int]
+
+
+class Workspace:
+    """Library + base + index + embedder, with one verb per library operation."""
+
+    def __init__(self, bricks: str | Path, base: str | Path | None = None, index: str | Path | None = None,
+                 embedder: str | None = None, create: bool = False):
+        self.library = BrickLibrary(bricks, create=create)
+        self.base_path = Path(base) if base else self.library.base_path
+        self.index_folder = Path(index) if index else self.library.root / ".index"
+        self.embedder_name = embedder
+        self._index = None
+        self._lock = threading.RLock()  # the index object is shared by the threads of one process
+
+    @classmethod
+    def default(cls, embedder: str | None = None) -> "Workspace":
+        """The embedded default shipped in the repository: `bricks/` and `index/`."""
+        bricks = ROOT / "bricks"
+        if not (bricks / "base" / "config.json").is_file():
+            raise ComposerError(f"the default library is missing at {bricks}; rebuild it with "
+                                "`python -m composer.defaults.build`")
+        return cls(bricks, index=ROOT / "index", embedder=embedder)
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def index(self):
+        """The brick index, loaded (or rebuilt when stale) on first use."""
+        with self._lock:
+            if self._index is None:
+                from composer.index import BrickIndex, load_embedder
+
+                self._index = BrickIndex(self.library, self.index_folder, load_embedder(self.embedder_name),
+                                         self.embedder_name).load_or_build()
+            return self._index
+
+    def list(self) -> list[BrickEntry]:
+        """Every brick folder, healthy or broken (with the reason), sorted by id."""
+        return self.library.entries()
+
+    def show(self, brick_id: str) -> BrickInfo:
+        return BrickInfo(card=self.library.card(brick_id), versions=self.library.versions(brick_id))
+
+    def doctor(self, fix: bool = False) -> list[Problem]:
+        """Problems in the library (broken folders, stray paths); with `fix`, remove them."""
+        with self.library.locked():
+            problems = self.library.problems()
+            if fix:
+                for problem in problems:
+                    self.library.discard(problem.name)
+        self._refresh()
+        return problems
+
+    def composer(self, device: str | None = None, **options):
+        """A `Composer` over this workspace (base loaded once, index shared)."""
+        from composer.composer import Composer
+        from composer.engine.engine import Engine
+        from composer.models import load_base
+
+        model, tokenizer = load_base(self.base_path, device)
+        return Composer(Engine(model, tokenizer, self.library), self.index, workspace=self, **options)
+
+    # -- writing: each verb under the library lock, then an incremental index refresh --------
+    def add(self, folder: str | Path, *, brick_id: str | None = None, title: str | None = None,
+            description: str | None = None, examples: Sequence[str] | None = None, force: bool = False,
+            max_rank: int = 64) -> BrickCard:
+        """Validate a peft LoRA folder against the base and register it."""
+        from composer.models import load_base
+        from composer.ops.add import add_brick
+
+        base, _ = load_base(self.base_path, "cpu")
+        card = add_brick(self.library, folder, base, brick_id=brick_id, title=title, description=description,
+                         examples=list(examples) if examples else None, force=force, max_rank=max_rank)
+        return self._refreshed(card)
+
+    def remove(self, brick_id: str) -> None:
+        self.library.remove(brick_id)
+        self._refresh()
+
+    def merge(self, sources: Sequence[tuple[str, float]], into: str, method: str = "linear", **params) -> BrickCard:
+        from composer.ops.merge import merge_bricks
+
+        params = {k: v for k, v in params.items() if v is not None}
+        return self._refreshed(merge_bricks(self.library, list(sources), into, method, **params))
+
+    def train(self, brick_id: str, data: str | Path, description: str, examples: Sequence[str], *,
+              title: str | None = None, steps: int = 300, rank: int = 16, lr: float = 3e-3, seed: int = 0,
+              progress: bool | Progress = True) -> BrickCard:
+        """Grow: train a new LoRA brick on a JSONL of input/output rows, measure it, register it."""
+        from composer.ops.grow import grow
+
+        card = grow(self.library, self.base_path, brick_id, data, description, list(examples), title=title,
+                    config=_train_config(steps, seed, lr), rank=rank, alpha=2 * rank, progress=progress)
+        return self._refreshed(card)
+
+    def update(self, brick_id: str, data: str | Path, *, steps: int = 200, lr: float = 2e-3, seed: int = 0,
+               progress: bool | Progress = True) -> BrickCard:
+        """Continue training a brick on new data; the result becomes its next version."""
+        from composer.ops.grow import update
+
+        card = update(self.library, self.base_path, brick_id, data, config=_train_config(steps, seed, lr),
+                      progress=progress)
+        return self._refreshed(card)
+
+    def rollback(self, brick_id: str, to: int | None = None) -> BrickCard:
+        return self._refreshed(self.library.rollback(brick_id, to))
+
+    def reindex(self) -> int:
+        """Rebuild the index from scratch; returns the number of bricks indexed."""
+        with self._lock:
+            self.index.build()
+            return len(set(self.index.rows))
+
+    def _refresh(self) -> None:
+        with self._lock:
+            if self._index is not None or self.index_folder.exists():
+                self.index.fresh()
+
+    def _refreshed(self, card: BrickCard) -> BrickCard:
+        self._refresh()
+        return card
+
+
+def _train_config(steps: int, seed: int, lr: float):
+    from composer.ops.train import TrainConfig
+
+    if steps < 1:
+        raise ComposerError(f"steps must be at least 1, got {steps}")
+    return TrainConfig(steps=steps, batch_size=16, lr=lr, warmup=min(30, steps // 5 + 1), seed=seed)
