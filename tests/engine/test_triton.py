@@ -5,7 +5,11 @@ Triton's interpreter on CPU tensors (so CI checks the kernels' logic); skipped w
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +143,26 @@ def test_engine_logits_equal_the_torch_kernels(kit, library):
     got = {k: e.logits(ids.to(DEVICE), mask.to(DEVICE), mixes) for k, e in engines.items()}
     live = mask.bool().to(DEVICE)
     assert (got["triton"] - got["bgmv"])[live].abs().max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_benchmark_cuda_path_dry_run(tmp_path, monkeypatch):
+    """`benchmarks/mixed_batch.py --dry-run`: the CUDA run's code (contenders, torch vs Triton,
+    generation, per-layer kernels, targets, JSON + PNG) on CPU tensors at a tiny shape, ours
+    and peft checked equal before timing. Its timings mean nothing."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "mixed_batch.py"
+    spec = importlib.util.spec_from_file_location("mixed_batch", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "mixed_batch", bench)  # its dataclass resolves the module by name
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(sys, "argv", ["mixed_batch.py", "--dry-run", "--out", str(tmp_path)])
+    bench.main()
+    result = json.loads((tmp_path / "mixed_batch_dry_run.json").read_text())
+    assert (tmp_path / "mixed_batch_dry_run.png").stat().st_size > 0
+    assert result["env"]["dry_run"] and result["env"]["setup"]["kernel"] == "triton"
+    for point in result["sweep"]:
+        assert point["agrees_with_peft"] and set(point["decode_ms"]) == {"base", "ours", "ours_torch", "peft"}
+    assert result["generation"]["identical_tokens"] and result["generation"]["identical_tokens_torch_kernels"]
+    assert {"sgmv_us", "bgmv_us", "triton_us"} <= set(result["kernels_layer_prefill"][0])
+    assert [t["name"].split(",")[0] for t in result["targets"]][:3] == [
+        "decode T(ours)/T(base)", "decode T(ours)/T(base)", "prefill T(ours)/T(base)"]
