@@ -46,7 +46,7 @@ def build_app(workspace, composer=None, device: str | None = None) -> gr.Blocks:
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=3):
-                    chat = gr.Chatbot(elem_id="chat", height=480, buttons=["copy", "copy_all"], label="Chat",
+                    chat = gr.Chatbot(elem_id="chat", height=560, buttons=["copy", "copy_all"], label="Chat",
                                       placeholder="Steps show as collapsible messages; the answer comes last.")
                     with gr.Row():
                         instruction = gr.Textbox(label="Instruction", elem_id="instruction", scale=4,

@@ -62,7 +62,7 @@ class Trainer:
         if not data_path:
             raise ComposerError("upload a JSONL file of {\"input\": ..., \"output\": ...} rows first")
         if os.path.getsize(data_path) > self.max_bytes:
-            raise ComposerError(f"the training data is over {self.max_bytes // (1024 * 1024)} MB")
+            raise ComposerError(f"the training data is over the upload limit of {self.max_bytes:,} bytes")
         brick_id, description = (brick_id or "").strip(), (description or "").strip()
         example_list = [line.strip() for line in (examples or "").splitlines() if line.strip()]
         if not brick_id or not description or not example_list:

@@ -17,13 +17,17 @@ def client(served):
     return Client(served[0], verbose=False)
 
 
+def pairs(history):
+    """A chat history as (title or None, text) pairs."""
+    return [((m.get("metadata") or {}).get("title"), "".join(p["text"] for p in m["content"] if p.get("type") == "text"))
+            for m in history]
+
+
 def chat(client, instruction, input="", **controls):
     """The final chat history as (title or None, text) pairs, the user's message first."""
     c = {**CONTROLS, **controls}
-    history = client.predict([], instruction, input, c["mode"], c["k"], c["threshold"], c["decoding"],
-                             c["temperature"], c["top_p"], c["seed"], api_name="/chat")
-    return [((m.get("metadata") or {}).get("title"), "".join(p["text"] for p in m["content"] if p.get("type") == "text"))
-            for m in history]
+    return pairs(client.predict([], instruction, input, c["mode"], c["k"], c["threshold"], c["decoding"],
+                                c["temperature"], c["top_p"], c["seed"], api_name="/chat"))
 
 
 def test_chat_answers_with_one_collapsible_message_per_step(client):
@@ -35,6 +39,16 @@ def test_chat_answers_with_one_collapsible_message_per_step(client):
     assert step2[0].startswith("Step 2: uppercase → uppercase")
     assert "`reverse_words` 1.00" in step1[1] and "`hello big world` → `WORLD BIG HELLO`" not in step1[1]
     assert "`WORLD BIG HELLO`" in step2[1] and "**Mode:** single" in step2[1] and " ms" in step2[1]
+
+
+def test_chat_streams_each_step_before_the_answer(client):
+    job = client.submit([], "Reverse the words, then uppercase: hello big world", "", *CONTROLS.values(),
+                        api_name="/chat")
+    job.result(timeout=120)
+    titles = [[title for title, _ in pairs(history)] for history in job.outputs()]
+    assert titles[0] == [None, "Working"]  # the user's message and a pending one, before any step
+    assert [None, "Step 1: Reverse the words → reverse_words (single)", "Working"] in titles
+    assert titles[-1][-1] is None and len(titles[-1]) == 4
 
 
 def test_chat_with_a_separate_input_box(client):
@@ -65,6 +79,7 @@ def test_threshold_is_applied_per_request(client):
     reply = chat(client, "Shout it: hi", threshold=0.9)[-1][1]
     assert "No brick matches" in reply and "threshold 0.9" in reply
     assert chat(client, "Shout it: hi")[-1][1] == "HI"
+    assert chat(client, "Uppercase: big cat", mode="base")[1][0] == "Step 1: Uppercase → base model (base)"
 
 
 def test_sampling_with_a_seed_is_repeatable(client):

@@ -71,6 +71,10 @@ def test_chat_then_bricks_search(browser, served, shots):
     search.press("Enter")
     page.locator("#hits").get_by_text("uppercase", exact=True).wait_for()
     page.screenshot(path=str(shots / "bricks.png"))
+
+    page.get_by_role("tab", name="Analysis").click()
+    page.locator("img[src*='mixed_batch']").wait_for()
+    assert page.locator("img[src*='sparsity']").count() == 1
     page.context.close()
 
 
