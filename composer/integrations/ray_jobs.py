@@ -1,19 +1,20 @@
 """Scale-out on Ray (the `ray` extra): batch jobs on Ray Data, and a Ray Serve deployment.
 
 Batch jobs: `ray_lines` runs a job's items with Ray Data's `map_batches` over a pool of
-`concurrency=N` actors, each holding one Composer (the base model and index load once per
+N actors, each holding one Composer (the base model and index load once per
 actor, not per batch). The driver writes the lines, so the output format and the resume rule
-are `composer.jobs`'s. On a cluster, `ray.init(address="auto")` (or RAY_ADDRESS) before
+are `composer.jobs`'s. (`ActorPoolStrategy(size=N)` is what Ray before 2.51 spelled
+`concurrency=N`.) On a cluster, `ray.init(address="auto")` (or RAY_ADDRESS) before
 `run_job(..., workers=N)`, with the library folder at the same path on every node.
 
 Serving: `composer_app(workspace, replicas=N)` is a Serve application of N replicas, each
-holding one Composer, behind `POST /run`. A request may name a brick (HTTP header
-`serve_multiplexed_model_id`, or `handle.options(multiplexed_model_id=...)`); Serve's model
-multiplexing then routes it to a replica where that brick is already resident, and the
-replica pins it in its engine's slots until Serve evicts it (least recently used, at most
-BRICKS_PER_REPLICA, half the engine's default slots, so mixtures still find free slots). The brick is a routing key: the step's bricks are still chosen by
-retrieval, so requests whose bricks are known in advance (e.g. from `Composer.retrieve`)
-land where those weights are loaded.
+holding one Composer behind the OpenAI-compatible app of `composer.integrations.server`
+(`model` = "composer" or a brick id). A request that names its brick in the HTTP header
+`serve_multiplexed_model_id` (the same id as its `model`) is routed by Serve's model
+multiplexing to a replica where that brick is already resident; the replica pins the brick
+in its engine's slots until Serve evicts it (least recently used, at most
+BRICKS_PER_REPLICA). On a cluster the replicas spread over the nodes, and each brick's
+traffic stays on the few replicas that hold it instead of loading it everywhere.
 
 Usage statistics are off (RAY_USAGE_STATS_ENABLED=0): nothing leaves the machine.
 """
@@ -28,15 +29,12 @@ from typing import Iterator
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
-
 from composer.errors import ComposerError  # noqa: E402
-from composer.jobs import Job, JobItem, Options, chunks, run_items  # noqa: E402
+from composer.jobs import Job, JobItem, chunks, run_items  # noqa: E402
 
 try:
     import numpy as np
     import ray
-    from fastapi import FastAPI, HTTPException
     from ray import serve
 except ImportError:  # the optional extra is missing
     raise ComposerError("Ray is not installed: pip install -e '.[ray]'") from None
@@ -84,7 +82,8 @@ def ray_lines(job: Job, pending: list[JobItem], workspace, *, workers: int = 2, 
         data = ray.data.from_items([{"item": item.model_dump_json()} for item in ordered])
         data = data.map_batches(JobActor, fn_constructor_kwargs={"workspace": workspace_args(workspace),
                                                                  "job_hash": job.hash, "device": device},
-                                concurrency=workers, batch_size=batch_size, num_cpus=num_cpus, batch_format="numpy")
+                                compute=ray.data.ActorPoolStrategy(size=workers), batch_size=batch_size,
+                                num_cpus=num_cpus, batch_format="numpy")
         for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
             yield [json.loads(text) for text in batch["line"]]
     finally:
@@ -93,10 +92,7 @@ def ray_lines(job: Job, pending: list[JobItem], workspace, *, workers: int = 2, 
 
 
 # -- serving on Ray Serve --------------------------------------------------------------------
-class RunRequest(Options):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    instruction: str
-    input: str | None = Field(None, description="the payload, if not in the instruction")
+BRICKS_PER_REPLICA = 4  # pinned per replica: half the engine's default slots, so mixtures still find room
 
 
 class ResidentBrick:
@@ -110,41 +106,50 @@ class ResidentBrick:
         self.composer.engine.unpin(self.brick_id)
 
 
-api = FastAPI(title="Brick Composer on Ray Serve")
-BRICKS_PER_REPLICA = 4
-
-
 @serve.deployment
-@serve.ingress(api)
+@serve.ingress()
 class ComposerDeployment:
-    """One Composer per replica; requests naming a brick are multiplexed by brick id."""
+    """One Composer per replica behind the OpenAI-compatible app of `composer.integrations.server`;
+    a request whose `serve_multiplexed_model_id` header names a brick pins it in this replica."""
 
-    def __init__(self, workspace: dict, device: str | None = None):
-        self.composer = _composer(workspace, device)
+    def __init__(self, workspace: dict, device: str | None = None, server: dict | None = None):
+        self.composer, self.server = _composer(workspace, device), server or {}
+
+    def __serve_build_asgi_app__(self):
+        from fastapi import Request
+        from fastapi.responses import JSONResponse
+
+        from composer.integrations.server import create_app
+
+        app = create_app(self.composer, **self.server)
+        replica = serve.get_replica_context().replica_id.unique_id
+
+        @app.middleware("http")
+        async def pin_named_brick(request: Request, call_next):
+            brick_id = serve.get_multiplexed_model_id()
+            if brick_id:
+                try:
+                    await self.brick(brick_id)
+                except ComposerError as err:
+                    return JSONResponse({"error": {"message": str(err), "type": "invalid_request_error",
+                                                   "param": "serve_multiplexed_model_id",
+                                                   "code": "model_not_found"}}, status_code=404)
+            response = await call_next(request)
+            response.headers["x-serve-replica"] = replica
+            response.headers["x-pinned-bricks"] = ",".join(sorted(self.composer.engine.slots.pinned))
+            return response
+
+        return app
 
     @serve.multiplexed(max_num_models_per_replica=BRICKS_PER_REPLICA)
     async def brick(self, brick_id: str) -> ResidentBrick:
-        if brick_id not in {e.id for e in self.composer.workspace.list() if e.ok}:
-            raise HTTPException(404, f"no brick {brick_id!r} in the library")
+        if brick_id not in {card.id for card in self.composer.library.cards()}:
+            raise ComposerError(f"no brick {brick_id!r} in the library")
         return await asyncio.to_thread(ResidentBrick, self.composer, brick_id)
 
-    @api.post("/run")
-    async def run(self, request: RunRequest) -> dict:
-        """The Result as JSON, plus which replica ran it and the bricks pinned there."""
-        brick_id = serve.get_multiplexed_model_id()
-        if brick_id:
-            await self.brick(brick_id)
-        options = request.model_dump(exclude={"instruction", "input", "mode"})
-        try:
-            result = await asyncio.to_thread(self.composer.run, request.instruction, request.input, request.mode,
-                                             **options)
-        except ComposerError as err:
-            raise HTTPException(400, str(err)) from None
-        return {"result": result.model_dump(), "replica": serve.get_replica_context().replica_id.unique_id,
-                "brick": brick_id or None, "pinned": sorted(self.composer.engine.slots.pinned)}
 
-
-def composer_app(workspace, *, replicas: int = 2, device: str | None = None, num_cpus: float = 1):
-    """The Serve application: `serve.run(composer_app(ws, replicas=2))`, then POST /run."""
+def composer_app(workspace, *, replicas: int = 2, device: str | None = None, num_cpus: float = 1, **server):
+    """The Serve application: `serve.run(composer_app(ws, replicas=2))`; `server` options go to
+    `create_app` (window_ms, max_batch, api_key...)."""
     options = ComposerDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus})
-    return options.bind(workspace_args(workspace), device)
+    return options.bind(workspace_args(workspace), device, server)
