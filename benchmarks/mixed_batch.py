@@ -111,7 +111,7 @@ def setup_for(args) -> Setup:
     if args.device == "cuda":
         return Setup(4096, 8, 11008, 32, 32000, batch=64, prefill=128, ranks=(16,),
                      distinct=(1, 32) if args.quick else (1, 8, 32), new_tokens=16 if args.quick else 64,
-                     rounds=(10, 5, 0, 1) if args.quick else (20, 10, 0, 2), warmup=2, device="cuda",
+                     rounds=(10, 5, 0, 1) if args.quick else (20, 10, 0, 1), warmup=2, device="cuda",
                      dtype=args.dtype, name=f"mixed_batch_cuda_{args.dtype}{'_quick' if args.quick else ''}")
     return Setup(1024, 4, 2816, 16, 32000, batch=32, prefill=12, ranks=(16,) if args.quick else (8, 16, 64),
                  distinct=(1, 32) if args.quick else (1, 4, 32), new_tokens=args.new_tokens,

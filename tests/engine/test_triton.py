@@ -145,6 +145,26 @@ def test_engine_logits_equal_the_torch_kernels(kit, library):
     assert (got["triton"] - got["bgmv"])[live].abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_kernels_compile_for_hopper(dtype):
+    """The compiled path, without a GPU: both kernels lower through Triton to an sm_90 cubin
+    (ptxas included), the split-K atomics too; bf16 products use the tensor cores (mma)."""
+    from triton import compile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    shrink, expand = triton_kernels._KERNELS["cuda"]
+    pointers = {"x_ptr": dtype, "a_ptr": dtype, "w_ptr": dtype, "b_ptr": dtype, "y_ptr": dtype, "h_ptr": "fp32"}
+    ieee = dtype == "fp32"
+    for kernel, constants in ((shrink, dict(HAS_W=True, ATOMIC=True, BLOCK_M=16, BLOCK_R=16, BLOCK_K=64)),
+                              (expand, dict(BLOCK_T=16, BLOCK_R=32, BLOCK_N=128))):
+        constants.update(UPCAST=False, IEEE=ieee)
+        signature = {p.name: "constexpr" if p.name in constants else
+                     f"*{pointers.get(p.name, 'i32')}" if p.name.endswith("_ptr") else "i32" for p in kernel.params}
+        ptx = compile(ASTSource(kernel, signature, constants), target=GPUTarget("cuda", 90, 32)).asm["ptx"]
+        assert ("mma" in ptx) == (dtype == "bf16")
+
+
 @pytest.mark.slow
 def test_benchmark_cuda_path_dry_run(tmp_path, monkeypatch):
     """`benchmarks/mixed_batch.py --dry-run`: the CUDA run's code (contenders, torch vs Triton,
