@@ -69,11 +69,15 @@ def _composer(**options):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    planner = None
     if _state.get("planner", "heuristic") != "heuristic":
         from composer.llm_planner import planner_from_spec
 
-        options.setdefault("planner", planner_from_spec(_state["planner"]))
-    return _workspace().composer(device=_state.get("device"), **options)
+        planner = planner_from_spec(_state["planner"])  # a bad spec fails before the model loads
+    composer = _workspace().composer(device=_state.get("device"), **options)
+    if planner is not None:  # the LLM planner falls back on the composer's own heuristic planner
+        planner.fallback, composer.planner = composer.planner, planner
+    return composer
 
 
 @app.command()

@@ -49,7 +49,9 @@ class PlanDraft(BaseModel):
 
 
 class LLMPlanner:
-    """`plan(instruction, input, mode)` with a chat model; the heuristic planner as fallback."""
+    """`plan(instruction, input, mode)` with a chat model. `fallback` plans when the model gives no
+    valid plan (default: a HeuristicPlanner without retrieval; the CLI and the server give it
+    the composer's own, retrieval-guided one)."""
 
     def __init__(self, chat_model: BaseChatModel, *, retries: int = 2, fallback: Planner | None = None):
         if not isinstance(chat_model, BaseChatModel):

@@ -95,10 +95,14 @@ def create_app(source=None, *, planner=None, api_key: str | None = None, window_
     api_key: required bearer key (default: the COMPOSER_API_KEY environment variable, if set);
     window_ms / max_batch / max_queue: the Batcher's; timeout_s: per request, then 503."""
     composer = _composer(source)
-    if planner is not None:
-        from composer.llm_planner import planner_from_spec
+    if isinstance(planner, str):
+        from composer.llm_planner import LLMPlanner, planner_from_spec
 
-        composer.planner = planner_from_spec(planner) if isinstance(planner, str) else planner
+        planner = planner_from_spec(planner)
+        if isinstance(planner, LLMPlanner):  # falls back on the composer's own heuristic planner
+            planner.fallback = composer.planner
+    if planner is not None:
+        composer.planner = planner
     api_key = api_key if api_key is not None else os.environ.get("COMPOSER_API_KEY") or None
     batcher = Batcher(composer, window_ms=window_ms, max_batch=max_batch, max_queue=max_queue)
     base = Path(composer.workspace.base_path).name if composer.workspace is not None else "base"
