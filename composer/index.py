@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from composer.library import BrickCard, BrickLibrary
+from composer.library import BrickCard, BrickLibrary, LibraryError
 from composer.storage import recover, write_json
 
 INDEX_FILE, META_FILE = "bricks.faiss", "bricks.json"
@@ -60,9 +60,24 @@ def _rows_hash(rows: list[str]) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
+def new_faiss_index(dim: int, kind: str = "flat") -> faiss.Index:
+    """Exact inner product ("flat"), or HNSW graph search ("hnsw") for libraries of 100,000+
+    bricks, where an exact scan of every card vector costs more than a query's embedding."""
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction, index.hnsw.efSearch = 80, 128
+        return index
+    raise ValueError(f"unknown index kind {kind!r}; choose flat or hnsw")
+
+
 class BrickIndex:
-    def __init__(self, library: BrickLibrary, folder: str | Path, embedder=None, embedder_name: str | None = None):
+    def __init__(self, library: BrickLibrary, folder: str | Path, embedder=None, embedder_name: str | None = None,
+                 kind: str = "flat"):
         self.library = library
+        self.kind = kind
+        new_faiss_index(1, kind)  # an unknown kind fails here, not at the first write
         self.folder = Path(folder)
         self.embedder_name = embedder_name or default_embedder_path()
         self.embedder = embedder or load_embedder(self.embedder_name)
@@ -89,7 +104,7 @@ class BrickIndex:
                 meta = json.loads((self.folder / META_FILE).read_text())
                 index_file = self.folder / INDEX_FILE
                 data = index_file.read_bytes()
-                ok = (isinstance(meta, dict) and meta.get("format") == FORMAT
+                ok = (isinstance(meta, dict) and meta.get("format") == FORMAT and meta.get("kind", "flat") == self.kind
                       and meta.get("embedder") == Path(self.embedder_name).name
                       and meta.get("faiss_sha256") == hashlib.sha256(data).hexdigest()
                       and isinstance(meta.get("rows"), list) and all(isinstance(r, str) for r in meta["rows"])
@@ -111,7 +126,7 @@ class BrickIndex:
         """Embed every healthy card from scratch and persist the index."""
         with self._lock:
             self._generation = self.library.generation()
-            self._set(faiss.IndexFlatIP(self._dim()), [], {})
+            self._set(new_faiss_index(self._dim(), self.kind), [], {})
             return self._update(self._current())
 
     def _update(self, cards: dict[str, BrickCard]) -> "BrickIndex":
@@ -126,7 +141,7 @@ class BrickIndex:
         if texts:
             vectors = np.concatenate([vectors, self._embed([t for _, t in texts])])
             rows += [i for i, _ in texts]
-        index = faiss.IndexFlatIP(self._dim())
+        index = new_faiss_index(self._dim(), self.kind)
         if len(rows):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self._set(index, rows, {i: want[i] for i in set(rows)})
@@ -141,7 +156,10 @@ class BrickIndex:
         self._widest = max(counts.values(), default=1)
         self._kinds = {}
         for brick in counts:
-            kind = self.library.card(brick).kind
+            try:
+                kind = self.library.card(brick).kind
+            except LibraryError:  # broken since it was indexed: the next freshness check drops it
+                continue
             self._kinds[kind] = self._kinds.get(kind, 0) + 1
 
     def _save(self) -> None:
@@ -151,7 +169,7 @@ class BrickIndex:
         tmp.write_bytes(data)
         os.replace(tmp, self.folder / INDEX_FILE)
         write_json(self.folder / META_FILE, {
-            "format": FORMAT, "embedder": Path(self.embedder_name).name,
+            "format": FORMAT, "kind": self.kind, "embedder": Path(self.embedder_name).name,
             "faiss_sha256": hashlib.sha256(data).hexdigest(), "rows_sha256": _rows_hash(self._rows),
             "texts": dict(sorted(self._texts.items())), "rows": self._rows})
 

@@ -172,6 +172,11 @@ class Engine:
             raise BrickError(f"transient brick ids contain ':' so they never shadow a library brick; got {brick_id!r}")
         self._transient[brick_id] = (Path(folder), base_fingerprint)
 
+    @property
+    def transient(self) -> list[str]:
+        """Ids of the transient bricks being served."""
+        return list(self._transient)
+
     def drop_transient(self, brick_id: str) -> None:
         """Stop serving a transient brick and free what it holds."""
         with self._lock:
