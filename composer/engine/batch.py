@@ -44,12 +44,14 @@ Rows without a brick appear in no pair: they cost nothing.
 `kernel_for` picks by shape among the torch kernels (`kernel="torch"`, and "auto" off CUDA).
 On CUDA with `triton` importable, "auto" is the fused Triton pair instead
 (`composer.engine.triton_kernels`: one shrink and one expand launch per layer over the
-device tables `fused`, built here once per mapping; not yet measured on a GPU). Measured on a 2-core AMD EPYC, fp32, one thread, one
-1024->1024 layer, 32 rows, r=16, 32 distinct bricks: decode base 750 µs; BGMV +77 µs (reads
-the 4 MB of bricks once, at about the copy bandwidth); SGMV +254 µs (32 segments of small
-ops); gathering A and B per row instead +143 µs. Prefill (12 tokens a row): base 7.7 ms;
-BGMV +0.93 ms, SGMV +1.32 ms; but a padded block computes its padding, so a prefill of
-unbalanced segments runs SGMV (exact sizes, exact per-slot ranks).
+device tables `fused`, built here once per mapping; not yet measured on a GPU).
+
+The torch kernels, measured on a 2-core AMD EPYC, fp32, one thread, one 1024->1024 layer, 32
+rows, r=16, 32 distinct bricks: decode base 750 µs; BGMV +77 µs (reads the 4 MB of bricks
+once, at about the copy bandwidth); SGMV +254 µs (32 segments of small ops); gathering A and
+B per row instead +143 µs. Prefill (12 tokens a row): base 7.7 ms; BGMV +0.93 ms, SGMV +1.32
+ms; but a padded block computes its padding, so a prefill of unbalanced segments runs SGMV
+(exact sizes, exact per-slot ranks).
 """
 
 from __future__ import annotations

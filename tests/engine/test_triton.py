@@ -39,8 +39,8 @@ def served_layer(d_in: int, d_out: int, ranks: list[int], *, max_rank: int, dtyp
 def random_rows(n: int, slots: int, k: int, seed: int) -> list[list[tuple[int, float]]]:
     """n rows of 0..k distinct slots each, weights 1.0 or random in (0, 2]."""
     rng = random.Random(seed)
-    return [[(s, rng.choice([1.0, round(rng.uniform(0.05, 2.0), 3)])) for s in rng.sample(range(slots), rng.randint(0, k))]
-            for _ in range(n)]
+    return [[(s, rng.choice([1.0, round(rng.uniform(0.05, 2.0), 3)]))
+             for s in rng.sample(range(slots), rng.randint(0, k))] for _ in range(n)]
 
 
 def run(layer, context, x, rows, kernel: str) -> torch.Tensor:
