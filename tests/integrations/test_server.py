@@ -67,6 +67,7 @@ def test_models_list_composer_and_every_brick(live, composer):
     assert set(models) == {"composer", *bricks} and {"uppercase", "plural", "emergent-copy"} <= bricks
     assert models["uppercase"].parent == "base" and models["composer"].parent is None
     assert live.client().models.retrieve("plural").id == "plural"
+    assert httpx.get(live.url.removesuffix("/v1") + "/health").json() == {"status": "ok", "bricks": len(bricks)}
 
 
 def test_composer_plans_and_returns_the_trace(live):
