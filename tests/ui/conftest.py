@@ -27,8 +27,8 @@ def workspace(tmp_path_factory):
         pytest.skip("default not built")
     root = tmp_path_factory.mktemp("ui-library")
     shutil.copytree(ROOT / "bricks", root / "bricks", ignore=shutil.ignore_patterns(".library.lock"))
-    shutil.copytree(ROOT / "index", root / "index")
-    return Workspace(root / "bricks", index=root / "index")
+    shutil.copytree(ROOT / "index", root / "bricks" / ".index")  # where `composer --bricks` looks for it
+    return Workspace(root / "bricks")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The launched app through gradio_client, as any HTTP client sees it: chat, bricks, grow, security."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -8,6 +9,23 @@ import pytest
 from composer.workspace import ROOT
 
 CONTROLS = dict(mode="auto", k=3, threshold=0.45, decoding="greedy", temperature=0.7, top_p=0.9, seed=None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_server(workspace):
+    """`composer --bricks ... ui` in its own process, started first so that its start-up overlaps
+    the other tests; checked by the last test."""
+    import subprocess
+    import sys
+
+    from tests.ui.conftest import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "composer.cli", "--bricks", str(workspace.library.root), "ui",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield server, port
+    server.terminate()
+    server.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +120,16 @@ def test_grow_registers_a_brick_the_next_chat_retrieves(client, served, tmp_path
     words = ["cat", "dog", "sun", "big red", "hello", "tree", "blue sky", "moon", "fish", "old car"]
     data = tmp_path / "shout.jsonl"
     data.write_text("".join(json.dumps({"input": w, "output": w + "!!!"}) + "\n" for w in words))
-    progress, outcome, table, _ = client.predict(handle_file(str(data)), "shout", "Add exclamation marks at the end",
-                                                 "Add exclamation marks\nEnd it with exclamation marks", 20,
-                                                 api_name="/grow")
+    job = client.submit(handle_file(str(data)), "shout", "Add exclamation marks at the end",
+                        "Add exclamation marks\nEnd it with exclamation marks", 30, api_name="/grow")
+    deadline = time.monotonic() + 60
+    while not any("training" in out[0] for out in job.outputs()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert chat(client, "Uppercase: big cat")[-1][1] == "BIG CAT"  # the chat serves while the brick trains
+    assert not job.done()
+    progress, outcome, table, _ = job.result(timeout=300)
     assert outcome.startswith("✅ trained **shout** v1") and "held-out rows of 10" in outcome
-    assert 'max="20"' in progress and "step 20/20" in progress
+    assert 'max="30"' in progress and "step 30/30" in progress
     assert ["shout", "customized", "v1"] == [row[:3] for row in table["data"] if row[0] == "shout"][0]
     step = chat(client, "Add exclamation marks: hi")[1]
     assert "→ shout" in step[0] and "`shout` 1.00" in step[1]
@@ -144,26 +167,14 @@ def test_no_file_outside_the_displayed_figures_is_served(served, workspace):
         assert httpx.get(f"{url}/gradio_api/file={figure}").status_code == 200
 
 
-def test_composer_ui_command_serves_on_localhost(workspace):
+def test_composer_ui_command_serves_on_localhost(cli_server):
     """`composer ui` as a user starts it: a process that serves the page on 127.0.0.1."""
-    import subprocess
-    import sys
-    import time
-
-    from tests.ui.conftest import free_port
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "composer.cli", "--bricks", str(workspace.library.root), "ui",
-                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline, page = time.monotonic() + 150, None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(1)
-        assert page is not None and page.status_code == 200 and "Brick Composer" in page.text, server.poll()
-    finally:
-        server.terminate()
-        server.wait(30)
+    server, port = cli_server
+    deadline, page = time.monotonic() + 150, None
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            break
+        except httpx.TransportError:
+            time.sleep(1)
+    assert page is not None and page.status_code == 200 and "Brick Composer" in page.text, server.poll()
