@@ -215,9 +215,11 @@ class _Reply:
                              "finish_reason": self.finish_reason(result), "logprobs": None}],
                 "usage": self.usage(result), "composer": result.model_dump()}
 
-    def chunk(self, delta: dict, finish: str | None = None, **extra) -> str:
+    def chunk(self, delta: dict | None, finish: str | None = None, **extra) -> str:
+        """One SSE event; `delta=None` sends no choice (the usage chunk)."""
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
         body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.req.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+                "choices": choices, **extra}
         return f"data: {json.dumps(body)}\n\n"
 
     async def stream(self, first, events: asyncio.Queue):
@@ -236,7 +238,7 @@ class _Reply:
                 yield self.chunk({"content": self.answer(event)})
                 yield self.chunk({}, self.finish_reason(event), composer=event.model_dump())
                 if self.req.stream_options is not None and self.req.stream_options.include_usage:
-                    yield f"data: {json.dumps({'id': self.id, 'object': 'chat.completion.chunk', 'created': self.created, 'model': self.req.model, 'choices': [], 'usage': self.usage(event)})}\n\n"  # noqa: E501
+                    yield self.chunk(None, usage=self.usage(event))
                 break
             event = await events.get()
         yield "data: [DONE]\n\n"

@@ -92,7 +92,8 @@ def test_max_tokens_and_stop(live):
     short = client.chat.completions.create(model="uppercase", max_tokens=3,
                                            messages=[{"role": "user", "content": "a long sentence here"}])
     assert short.choices[0].finish_reason == "length" and len(short.choices[0].message.content) <= 3
-    cut = client.chat.completions.create(model="uppercase", stop=[" CAT"], messages=[{"role": "user", "content": "big cat"}])
+    cut = client.chat.completions.create(model="uppercase", stop=[" CAT"],
+                                         messages=[{"role": "user", "content": "big cat"}])
     assert cut.choices[0].message.content == "BIG"
 
 
@@ -122,7 +123,8 @@ def test_errors_have_openai_bodies(live):
     with pytest.raises(openai.BadRequestError, match="no input found"):
         client.chat.completions.create(model="composer", messages=[{"role": "user", "content": "Uppercase"}])
     with pytest.raises(openai.BadRequestError, match="no input found"):  # before the stream starts, too
-        client.chat.completions.create(model="composer", messages=[{"role": "user", "content": "Uppercase"}], stream=True)
+        client.chat.completions.create(model="composer", messages=[{"role": "user", "content": "Uppercase"}],
+                                       stream=True)
     with pytest.raises(openai.BadRequestError, match="no user message"):
         client.chat.completions.create(model="composer", messages=[{"role": "system", "content": "Uppercase: x"}])
     with pytest.raises(openai.UnprocessableEntityError, match="temperature"):
@@ -130,9 +132,11 @@ def test_errors_have_openai_bodies(live):
     with pytest.raises(openai.APIStatusError, match="limit is 200") as err:
         client.chat.completions.create(model="uppercase", messages=[{"role": "user", "content": "a" * 300}])
     assert err.value.status_code == 413
-    big = httpx.post(f"{live.url}/chat/completions", content=b"x" * 70_000, headers={"content-type": "application/json"})
+    big = httpx.post(f"{live.url}/chat/completions", content=b"x" * 70_000,
+                     headers={"content-type": "application/json"})
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
-    bad = httpx.post(f"{live.url}/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    bad = httpx.post(f"{live.url}/chat/completions", content=b"{not json",
+                     headers={"content-type": "application/json"})
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
     with pytest.raises(openai.BadRequestError, match="non-ASCII"):
         client.chat.completions.create(model="reverse", messages=[{"role": "user", "content": "h\u00e9llo"}])
@@ -212,3 +216,19 @@ def test_composer_serve_command_with_an_llm_planner(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_an_error_after_the_first_step_ends_the_stream_with_an_error_event(live):
+    """Step 1 has streamed (status 200 sent), step 2 matches no brick: the stream carries the error."""
+    user = [{"role": "user", "content": "Uppercase, then xqzv wbrt: big cat"}]
+    with pytest.raises(openai.BadRequestError, match="no brick matches"):
+        live.client().chat.completions.create(model="composer", messages=user)
+    stream = live.client().chat.completions.create(model="composer", messages=user, stream=True)
+    seen = []
+    with pytest.raises(openai.APIError, match="no brick matches"):
+        for chunk in stream:
+            seen.append(chunk)
+    assert seen[-1].composer_step["output"] == "BIG CAT"
+    raw = httpx.post(f"{live.url}/chat/completions", timeout=60,
+                     json={"model": "composer", "messages": user, "stream": True}).text
+    assert '"code": "NoBrickError"' in raw and raw.rstrip().endswith("data: [DONE]")
