@@ -114,7 +114,7 @@ def test_search_and_card_and_a_refused_rollback(client):
     assert note.startswith("⚠️") and "no version" in note
 
 
-def test_grow_registers_a_brick_the_next_chat_retrieves(client, served, tmp_path):
+def test_grow_registers_a_brick_the_next_chat_retrieves_and_rolls_back(client, workspace, tmp_path):
     from gradio_client import handle_file
 
     words = ["cat", "dog", "sun", "big red", "hello", "tree", "blue sky", "moon", "fish", "old car"]
@@ -133,6 +133,11 @@ def test_grow_registers_a_brick_the_next_chat_retrieves(client, served, tmp_path
     assert ["shout", "customized", "v1"] == [row[:3] for row in table["data"] if row[0] == "shout"][0]
     step = chat(client, "Add exclamation marks: hi")[1]
     assert "→ shout" in step[0] and "`shout` 1.00" in step[1]
+
+    workspace.update("shout", data, steps=5, progress=False)  # a second version, then back to the first
+    assert "v2" in client.predict("shout", api_name="/card")[0]
+    note, table, card, _ = client.predict("shout", 1, api_name="/rollback")
+    assert note == "shout is now at v1" and "(`shout`, v1," in card and "v1, v2" in card
 
 
 def test_grow_refuses_bad_data_and_bad_ids(client, tmp_path):
