@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -322,7 +322,7 @@ def done_ids(out: Path, job: Job, force: bool, repair: bool = True) -> set[str]:
             with open(out, "r+b") as f:
                 f.truncate(keep)
         data = data[:keep]
-    ids = set()
+    ids, expected = set(), job.hash
     for number, text in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         try:
             row = json.loads(text)
@@ -330,8 +330,8 @@ def done_ids(out: Path, job: Job, force: bool, repair: bool = True) -> set[str]:
         except (json.JSONDecodeError, TypeError, KeyError):
             raise ComposerError(f"{out} line {number} is not a result line of a composer job; "
                                 "choose another --out") from None
-        if job_hash != job.hash and not force:
-            raise ComposerError(f"{out} holds results of a different job ({job_hash}, this one is {job.hash}); "
+        if job_hash != expected and not force:
+            raise ComposerError(f"{out} holds results of a different job ({job_hash}, this one is {expected}); "
                                 "choose another --out, or pass --force to resume into it anyway")
         ids.add(custom_id)
     return ids
@@ -397,7 +397,7 @@ def run_job(job: str | Path | dict | JobSpec | Job, out: str | Path, *, composer
     skip = done_ids(out, job, force, repair=not dry_run)
     pending = [item for item in job.items if item.custom_id not in skip]
     summary = JobSummary(job=job.hash, out=str(out), total=len(job.items), skipped=len(job.items) - len(pending))
-    if composer is None and (workers is None or dry_run):
+    if composer is None and pending and (workers is None or dry_run):
         composer = (workspace or _default()).composer(device)
     if dry_run:
         summary.planned = [plan_item(composer, item) for item in pending]
@@ -419,8 +419,9 @@ def _default():
     return Workspace.default()
 
 
-def _write(batches: Iterable[list[dict]], out: Path, summary: JobSummary, todo: int, progress: bool | Progress) -> None:
-    """Append each batch's lines, flushed to disk before the next batch starts."""
+def _write(batches: Iterator[list[dict]], out: Path, summary: JobSummary, todo: int, progress: bool | Progress) -> None:
+    """Append each batch's lines, flushed to disk before the next batch starts; on Ctrl-C the
+    batch source is closed (a Ray run stops its actors) and JobInterrupted raised."""
     bar = None
     if progress is True:
         from tqdm import tqdm
@@ -441,6 +442,7 @@ def _write(batches: Iterable[list[dict]], out: Path, summary: JobSummary, todo: 
                 elif callable(progress):
                     progress(summary.done + summary.failed, todo)
     except KeyboardInterrupt:
+        batches.close()
         _finish(summary, start, bar)
         raise JobInterrupted(summary) from None
     _finish(summary, start, bar)

@@ -187,7 +187,7 @@ def test_cli_user_errors_are_one_line(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_cli_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+def test_cli_ctrl_c_stops_cleanly_and_resumes(composer, tmp_path):
     words = ["ab", "cd", "ef", "gh", "ij", "kl"]
     job = jsonl(tmp_path / "job.jsonl", [{"instruction": "Uppercase", "input": w} for w in words])
     out = tmp_path / "out.jsonl"
@@ -201,8 +201,6 @@ def test_cli_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert "interrupted: " in err and "rerun to resume" in err and "Traceback" not in err
     kept = lines(out)  # every line whole
     assert 1 <= len(kept) < 6
-    proc = cli("batch", str(job), "--out", str(out), "--batch-size", "6")
-    stdout, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    assert stdout.strip().startswith(f"{6 - len(kept)} done, 0 failed, {len(kept)} skipped")
+    rest = run_job(job, out, composer=composer, batch_size=6, progress=False)
+    assert (rest.done, rest.failed, rest.skipped) == (6 - len(kept), 0, len(kept))
     assert sorted(r["output"] for r in lines(out)) == [w.upper() for w in words]
