@@ -34,10 +34,10 @@ def _message(err: Exception) -> str:
     return str(err) if isinstance(err, ComposerError) else f"{type(err).__name__}: {err}"
 
 
-def build_app(workspace, composer=None, device: str | None = None) -> gr.Blocks:
-    """The app over `workspace` (its Composer is built here unless one is passed)."""
-    composer = composer or workspace.composer(device)
-    runner, trainer = Runner(composer, device), Trainer(workspace)
+def build_app(workspace, device: str | None = None, runner: Runner | None = None) -> gr.Blocks:
+    """The app over `workspace`; `runner` (its Composer and request batching) is built here unless passed."""
+    runner = runner or Runner(workspace.composer(device), device)
+    composer, trainer = runner.composer, Trainer(workspace)
     settings = composer.settings
 
     with gr.Blocks(title="Brick Composer", analytics_enabled=False) as app:

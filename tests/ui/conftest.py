@@ -32,11 +32,20 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def served(workspace):
+def runner(workspace):
+    """The app's Composer and batcher; a wide gathering window so that requests sent together by
+    the tests land in one engine batch even on a loaded machine."""
+    from ui.chat import Runner
+
+    return Runner(workspace.composer(), window_ms=250)
+
+
+@pytest.fixture(scope="session")
+def served(workspace, runner):
     """(url, app) of the launched UI."""
     from ui import build_app, launch
 
-    app = build_app(workspace)
+    app = build_app(workspace, runner=runner)
     _, url, _ = launch(app, port=free_port(), block=False)
     yield url.rstrip("/"), app
     app.close()

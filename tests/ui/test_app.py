@@ -69,6 +69,15 @@ def test_chat_streams_each_step_before_the_answer(client):
     assert titles[-1][-1] is None and len(titles[-1]) == 4
 
 
+def test_chats_sent_together_share_one_engine_batch(client, runner):
+    before = len(runner.batcher.batches)
+    asks = {"Uppercase: big cat": "BIG CAT", "Give the plural: goose": "geese", "Translate to French: cat": "chat"}
+    jobs = {text: client.submit([], text, "", *CONTROLS.values(), api_name="/chat") for text in asks}
+    for text, job in jobs.items():
+        assert pairs(job.result(timeout=120))[-1][1] == asks[text]  # each gets its own answer
+    assert max(runner.batcher.batches[before:]) >= 2
+
+
 def test_chat_with_a_separate_input_box(client):
     history = chat(client, "Give the plural", "goose")
     assert "goose" in history[0][1] and history[-1][1] == "geese" and "→ plural" in history[1][0]
@@ -93,9 +102,9 @@ def test_a_bad_request_is_a_clear_chat_message_and_the_app_keeps_serving(client)
 
 
 def test_threshold_is_applied_per_request(client):
-    assert chat(client, "Shout it: hi")[-1][1] == "HI"  # uppercase scores ~0.53, above the default 0.45
-    reply = chat(client, "Shout it: hi", threshold=0.9)[-1][1]
-    assert "No brick matches" in reply and "threshold 0.9" in reply
+    assert chat(client, "Shout it: hi")[-1][1] == "HI"  # uppercase scores above the default threshold
+    reply = chat(client, "Shout it: hi", threshold=1.0)[-1][1]  # only a card's own wording scores 1
+    assert "No brick matches" in reply and "threshold 1.0" in reply
     assert chat(client, "Shout it: hi")[-1][1] == "HI"
     assert chat(client, "Uppercase: big cat", mode="base")[1][0] == "Step 1: Uppercase → base model (base)"
 
