@@ -2,8 +2,9 @@
 
 Requests with the composer's own retrieval settings go through one shared `Batcher`, so
 chats from several browser tabs that arrive together run as one engine batch. Other k /
-threshold values need a `Composer` built with those settings (`Workspace.composer(settings=)`,
-the façade has no per-request retrieval settings); at most `MAX_TUNED` such composers are kept.
+threshold values need a `Composer` built with those settings and the same planner
+(`Workspace.composer(settings=)`: the façade has no per-request retrieval settings); at most
+`MAX_TUNED` such composers are kept.
 Every failure becomes a chat message: a message that is not a task gets the list of what
 the library can do, never a traceback.
 """
@@ -65,7 +66,8 @@ class Runner:
             key = (k, threshold)
             if key not in self._tuned:
                 settings = replace(self.composer.settings, k=k, threshold=threshold)
-                self._tuned[key] = self.composer.workspace.composer(self.device, settings=settings)
+                self._tuned[key] = self.composer.workspace.composer(self.device, settings=settings,
+                                                                    planner=self.composer.planner)
                 while len(self._tuned) > MAX_TUNED:
                     self._tuned.popitem(last=False)
             self._tuned.move_to_end(key)
