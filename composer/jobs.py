@@ -423,7 +423,7 @@ def _write(batches: Iterator[list[dict]], out: Path, summary: JobSummary, todo: 
     """Append each batch's lines, flushed to disk before the next batch starts; on Ctrl-C the
     batch source is closed (a Ray run stops its actors) and JobInterrupted raised."""
     bar = None
-    if progress is True:
+    if progress is True and todo:
         from tqdm import tqdm
 
         bar = tqdm(total=todo, unit="item", file=sys.stderr, dynamic_ncols=True)

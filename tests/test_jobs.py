@@ -78,6 +78,13 @@ def test_examples_resolve_items_and_options():
     assert load_job(EXAMPLES / "shout.yaml").hash == job.hash  # stable: it ties an output file to its job
 
 
+def test_python_dict_jobs():
+    job = load_job({"version": 1, "tasks": [{"id": "up", "instruction": "Uppercase", "inputs": ["big cat", "x"]}]})
+    assert [(i.custom_id, i.input) for i in job.items] == [("up#0", "big cat"), ("up#1", "x")]
+    with pytest.raises(ComposerError, match=r"^the job: tasks is missing$"):
+        load_job({"version": 1})
+
+
 def test_output_checks_come_before_any_model(tmp_path):
     with pytest.raises(ComposerError, match="the output folder .*missing does not exist"):
         run_job(EXAMPLES / "shout.yaml", tmp_path / "missing" / "out.jsonl")

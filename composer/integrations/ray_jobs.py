@@ -1,11 +1,11 @@
 """Scale-out on Ray (the `ray` extra): batch jobs on Ray Data, and a Ray Serve deployment.
 
-Batch jobs: `ray_lines` runs a job's items with Ray Data's `map_batches` over a pool of
-N actors, each holding one Composer (the base model and index load once per
-actor, not per batch). The driver writes the lines, so the output format and the resume rule
-are `composer.jobs`'s. (`ActorPoolStrategy(size=N)` is what Ray before 2.51 spelled
-`concurrency=N`.) On a cluster, `ray.init(address="auto")` (or RAY_ADDRESS) before
-`run_job(..., workers=N)`, with the library folder at the same path on every node.
+Batch jobs: `ray_lines` runs a job's items with Ray Data's `map_batches` over a pool of N
+actors (`ActorPoolStrategy(size=N)`, spelled `concurrency=N` before Ray 2.51), each holding
+one Composer, loaded once per actor, not per batch. The driver writes the lines, so the
+output format and the resume rule are `composer.jobs`'s. On a cluster, set RAY_ADDRESS (or
+call `ray.init(address="auto")`) before `run_job(..., workers=N)`, with the library folder
+at the same path on every node.
 
 Serving: `composer_app(workspace, replicas=N)` is a Serve application of N replicas, each
 holding one Composer behind the OpenAI-compatible app of `composer.integrations.server`
@@ -37,7 +37,7 @@ try:
     import ray
     from ray import serve
 except ImportError:  # the optional extra is missing
-    raise ComposerError("Ray is not installed: pip install -e '.[ray]'") from None
+    raise ComposerError("Ray is not installed: pip install -c constraints.txt -e '.[ray]'") from None
 
 
 def workspace_args(workspace) -> dict:
@@ -76,8 +76,9 @@ def ray_lines(job: Job, pending: list[JobItem], workspace, *, workers: int = 2, 
     if started:
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
+        context = ray.data.DataContext.get_current()  # imports ray.data, which sets up its loggers
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # the job has its own progress bar
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context.enable_progress_bars = False
         ordered = [item for chunk in chunks(pending, batch_size) for item in chunk]  # same options together
         data = ray.data.from_items([{"item": item.model_dump_json()} for item in ordered])
         data = data.map_batches(JobActor, fn_constructor_kwargs={"workspace": workspace_args(workspace),
