@@ -89,14 +89,12 @@ def run(instruction: str = typer.Argument(..., help="What to do, e.g. 'Reverse t
         as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON.")):
     """Plan an instruction, retrieve bricks for each step, run them and print the trace."""
     from composer.modes import check_mode
-    from composer.planner import HeuristicPlanner
     from composer.text import check_text
 
     check_mode(mode)
     check_text(instruction, "instruction", MAX_CHARS, newlines=True)  # bad text fails before any model loads
     if input is not None:
         check_text(input, "input", MAX_CHARS)
-    check_text(HeuristicPlanner().plan(instruction, input).payload, "input", MAX_CHARS)
     result = _composer().run(instruction, input=input, mode=mode)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
@@ -259,15 +257,12 @@ def analyze(out: Optional[Path] = typer.Option(None, help="Folder for JSON + PNG
 def ui(host: str = typer.Option("127.0.0.1", help="Address to bind (other machines reach it only if you say so)."),
        port: int = typer.Option(7860, help="Port to serve on.")):
     """Serve the Gradio chat UI: compose, see every step, manage and grow bricks."""
-    from transformers.utils import logging as hf_logging
-
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from ui import build_app, launch
+    from ui.chat import Runner
 
-    hf_logging.disable_progress_bar()
-    workspace = _workspace()
-    typer.echo(f"loading the composer over {workspace.library.root} ...")
-    app_ = build_app(workspace, device=_state.get("device"))
+    composer = _composer()  # honours --planner like `run`
+    app_ = build_app(composer.workspace, runner=Runner(composer, _state.get("device")))
     try:
         launch(app_, host=host, port=port)
     except OSError as err:

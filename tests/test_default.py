@@ -99,13 +99,16 @@ def _tokenizer():
     return load_tokenizer(BRICKS / "base")
 
 
-def test_every_brick_loads_in_peft():
+def test_every_brick_loads_in_peft_and_changes_the_model():
     base = AutoModelForCausalLM.from_pretrained(BRICKS / "base", dtype=torch.float32)
+    ids = torch.tensor([list(b"Task: do it\nIn: big cat\nOut: ")]) + 3  # ByT5 ids are bytes + 3
+    plain = base(ids).logits
     library = BrickLibrary(BRICKS)
     for brick_id in library.ids():
         if library.card(brick_id).kind == "emergent":
             continue  # neuron masks, not adapters
         model = PeftModel.from_pretrained(base, str(library.path(brick_id)))
+        assert (model(ids).logits - plain).abs().max() > 1e-2, brick_id
         base = model.unload()
 
 

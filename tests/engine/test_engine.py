@@ -181,6 +181,7 @@ def test_concurrent_requests_are_serialised(kit, library):
     engine, _, _ = setup(kit, library, "llama", slots=2, k_max=2)
     mixes = [[{"a": 1.0}, {"b": 1.0}], [{"c": 1.0}, None], [{"b": 1.0}, {"c": 1.0}]]
     want = [engine.generate(kit.prompts[:2], m) for m in mixes]
+    assert len({tuple(w) for w in want}) == len(mixes)  # different mixes, different answers
     got = [None] * len(mixes)
 
     def worker(i):

@@ -176,7 +176,7 @@ def test_threads_never_see_a_held_brick_evicted(served, library, kit):
     for i, name in enumerate(names):
         manager.register(name, folder(library, kit, base, name, seed=i), FP)
     expected = {n: manager.read(n).modules["model.layers.1.mlp.down_proj"].a for n in names}
-    layer, errors = layers["model.layers.1.mlp.down_proj"], []
+    layer, errors, held = layers["model.layers.1.mlp.down_proj"], [], []
 
     def worker(seed):
         rng = random.Random(seed)
@@ -184,6 +184,7 @@ def test_threads_never_see_a_held_brick_evicted(served, library, kit):
             pick = rng.sample(names, 1)
             try:
                 with manager.hold(pick) as slots:
+                    held.append(pick[0])
                     r = expected[pick[0]].shape[0]
                     if not torch.equal(layer.lora_a[slots[pick[0]], :r], expected[pick[0]]):
                         errors.append(f"{pick[0]} wrong in slot {slots[pick[0]]}")
@@ -195,6 +196,7 @@ def test_threads_never_see_a_held_brick_evicted(served, library, kit):
     for t in threads:
         t.join()
     assert not errors
+    assert len(held) >= 80 and set(held) == set(names)  # the holds did happen, on every brick
 
 
 def test_thousand_bricks_on_eight_slots(kit, tmp_path):
