@@ -51,12 +51,20 @@ def main() -> None:
             rows[task]["single"] = accuracy(engine, task, held, skill.instructions[0])
             print(task, rows[task], flush=True)
     path = ROOT / "benchmarks" / "results" / "lorahub_fewshot.json"
-    path.write_text(json.dumps({"shots": SHOTS, "candidates": TASKS, "tasks": rows}, indent=2))
-    print("| task | weights found (capital, antonym, plural, french) | uniform merge | LoraHub merge | single brick |")
-    print("|---|---|---|---|---|")
-    for task, r in rows.items():
-        w = ", ".join(f"{r['weights'][t]:.2f}" for t in TASKS)
-        print(f"| `{task}` | {w} | {r['uniform']:.0%} | {r['lorahub']:.0%} | {r['single']:.0%} |")
+    result = {"shots": SHOTS, "candidates": TASKS, "tasks": rows}
+    path.write_text(json.dumps(result, indent=2))
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    """The README table (`benchmarks/readme_tables.py` puts it there from the JSON)."""
+    tasks = result["candidates"]
+    lines = [f"| task | weights found ({', '.join(tasks)}) | uniform merge | LoraHub merge | single brick |",
+             "|---|---|---|---|---|"]
+    for task, r in result["tasks"].items():
+        w = ", ".join(f"{r['weights'][t]:.2f}" for t in tasks)
+        lines.append(f"| `{task}` | {w} | {r['uniform']:.0%} | {r['lorahub']:.0%} | {r['single']:.0%} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -244,11 +244,14 @@ def batch(job: Path = typer.Argument(..., help="A YAML job file, or a JSONL file
 @app.command()
 @user_errors
 def analyze(out: Optional[Path] = typer.Option(None, help="Folder for JSON + PNG figures "
-                                                         "(default: benchmarks/results/emergent).")):
+                                                         "(default: benchmarks/results/emergent)."),
+            profile_per_skill: int = typer.Option(64, min=2, help="Prompts per skill to profile neurons on."),
+            eval_per_skill: int = typer.Option(32, min=1, help="Prompts per skill for pruning and sparsity.")):
     """Emergent bricks: FFN neuron scores per skill, overlaps, pruning, partitions, sparse accuracy."""
     from composer.emergent.analyze import analyze as run_analysis
 
-    report = run_analysis(_workspace().base_path, out)
+    report = run_analysis(_workspace().base_path, out, profile_per_skill=profile_per_skill,
+                          eval_per_skill=eval_per_skill)
     typer.echo(report.summary())
 
 
