@@ -58,11 +58,13 @@ def test_chat_then_bricks_search(browser, served, shots):
     assert chat.get_by_text("Step 1: Reverse the words → reverse_words").is_visible()
     assert chat.get_by_text("Step 2: uppercase → uppercase").is_visible()
     note = chat.get_by_text("single brick uppercase (score 1.00)")  # inside the step: hits, mode, weights, time
+    page.wait_for_timeout(1000)  # finished steps fold themselves; open the last one after that
     if not note.is_visible():
         chat.get_by_text("Step 2: uppercase → uppercase").click()
     note.wait_for()
     page.wait_for_timeout(500)  # let the opening animation end before the screenshot
     page.screenshot(path=str(shots / "chat.png"))
+    assert note.is_visible()
 
     page.get_by_role("tab", name="Bricks").click()
     page.locator("#bricks-table").get_by_text("reverse_words", exact=True).wait_for()
