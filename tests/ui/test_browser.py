@@ -81,12 +81,19 @@ def test_chat_then_bricks_search(browser, served, shots):
 
 
 def test_two_browser_sessions_at_once_get_their_own_answers(browser, served):
+    from playwright.sync_api import expect
+
     first, second = open_page(browser, served[0]), open_page(browser, served[0])
-    ask(first, "Uppercase: big cat")
+    first.get_by_text("Uppercase: big cat", exact=True).click()  # an example fills the instruction box
+    expect(first.locator("#instruction textarea")).to_have_value("Uppercase: big cat", timeout=TIMEOUT_MS)
+    first.locator("#send").click()
     ask(second, "Give the plural: goose")
     answer(first, "BIG CAT").wait_for()
     answer(second, "geese").wait_for()
     assert first.locator("#chat").get_by_text("geese").count() == 0
     assert second.locator("#chat").get_by_text("BIG CAT").count() == 0
+    first.locator("#clear").click()
+    answer(first, "BIG CAT").wait_for(state="detached")
+    assert answer(second, "geese").is_visible()
     for page in (first, second):
         page.context.close()
