@@ -10,7 +10,6 @@ import pytest
 from composer.workspace import ROOT
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-pytestmark = pytest.mark.skipif(not (ROOT / "bricks" / "base" / "config.json").is_file(), reason="default not built")
 
 
 def free_port() -> int:
