@@ -55,7 +55,7 @@ def build_app(workspace, device: str | None = None, runner: Runner | None = None
                                              placeholder="the text, if not after a colon")
                     with gr.Row():
                         send = gr.Button("Send", variant="primary", elem_id="send")
-                        clear = gr.ClearButton([chat, instruction, payload], value="Clear", elem_id="clear")
+                        gr.ClearButton([chat, instruction, payload], value="Clear", elem_id="clear")
                     gr.Examples(EXAMPLES, [instruction, payload], label="Examples (click one, then Send)")
                 with gr.Column(scale=1):
                     mode = gr.Dropdown(MODES, value="auto", label="Mode", elem_id="mode",
