@@ -6,7 +6,6 @@ User errors print one line on stderr and exit 2, never a traceback.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path

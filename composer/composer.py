@@ -99,7 +99,7 @@ class Composer:
                  settings: ModeSettings = ModeSettings(), max_input_chars: int = 200, ascii_only: bool = True,
                  workspace=None):
         self.engine, self.index = engine, index
-        self.planner = planner or HeuristicPlanner()
+        self.planner = planner or HeuristicPlanner(index.search_many, index.library)
         self.settings = settings
         self.workspace = workspace
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
@@ -202,9 +202,7 @@ class Composer:
         for (i, query, choice, prompt), (out, ms, tokens) in zip(rows, outs):
             if out is None:
                 continue
-            step = StepResult(instruction=query, input=texts[i], bricks=choice.hits, mode=choice.mode, used=choice.used,
-                              weights=choice.weights, emergent=choice.emergent, note=choice.note, output=out.strip(),
-                              ms=ms, prompt_tokens=tokens, output_tokens=self.engine.prompt_tokens(out) + 1)
+            step = batch.step(query, texts[i], choice, out, ms, tokens)
             plan = Plan(instruction=texts[i], payload=texts[i], planner="direct", note=choice.note,
                         steps=[Step(instruction=query, mode="sparse" if choice.emergent else "single")])
             results[i] = Result(instruction=texts[i], output=step.output, plan=plan, steps=[step])
@@ -316,10 +314,7 @@ class _Batch:
             for (i, q, choice, prompt), (out, ms, tokens) in zip(rows, self.generate(rows)):
                 if out is None:
                     continue
-                step = StepResult(instruction=q, input=current[i], bricks=choice.hits, mode=choice.mode,
-                                  used=choice.used, weights=choice.weights, emergent=choice.emergent,
-                                  note=choice.note, output=out.strip(), ms=ms, prompt_tokens=tokens,
-                                  output_tokens=c.engine.prompt_tokens(out) + 1)
+                step = self.step(q, current[i], choice, out, ms, tokens)
                 traces[i].append(step)
                 current[i] = step.output
                 if self.on_step is not None:
@@ -328,6 +323,12 @@ class _Batch:
         return [self.failed[i] if i in self.failed else
                 Result(instruction=plans[i].instruction, output=current[i], plan=plans[i], steps=traces[i])
                 for i in range(len(self.instructions))]
+
+    def step(self, query: str, input: str, choice: Choice, out: str, ms: float, prompt_tokens: int) -> StepResult:
+        """The trace of one finished step (output tokens count the closing EOS)."""
+        return StepResult(instruction=query, input=input, bricks=choice.hits, mode=choice.mode, used=choice.used,
+                          weights=choice.weights, emergent=choice.emergent, note=choice.note, output=out.strip(),
+                          ms=ms, prompt_tokens=prompt_tokens, output_tokens=self.c.engine.prompt_tokens(out) + 1)
 
     def check_length(self, prompt: str, depth: int) -> None:
         """prompt tokens + max new tokens must fit the base model's positions."""

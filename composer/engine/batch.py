@@ -6,7 +6,7 @@ A row asks for its bricks with a `Route`, in one of two modes:
 
       y_i = base(x_i) + Σ_j w_ij · (x_i A_sᵀ) B_sᵀ          (s = slot of entry j, scale in B_s)
 
-* arrow (`Route.arrow(candidates, k=, temperature=)`, maths in `composer.ops.arrow`): the
+* arrow (`Route.arrow(candidates, k=, temperature=)`, maths in `composer.engine.arrow`): the
   weights are per-token gates, computed inside each layer from the candidates' prototypes,
 
       y_it = base(x_it) + Σ_c g_c(x_it) · (x_it A_cᵀ) B_cᵀ    (g: top-k softmax, zero elsewhere)
@@ -65,8 +65,8 @@ from typing import TYPE_CHECKING, Hashable, Iterator, Literal, Mapping, Sequence
 import torch
 
 from composer.errors import ComposerError
-from composer.ops import arrow as arrow_ops
-from composer.ops.merge.base import Param
+from composer.engine import arrow as arrow_ops
+from composer.params import Param
 
 if TYPE_CHECKING:
     from composer.engine.triton_kernels import FusedTables
@@ -87,7 +87,7 @@ class Route:
     mode "static": brick j at weight `weights[j]`, each a finite number in [0, MAX_WEIGHT], not
     all zero; zero weights are dropped; no bricks at all (`Route()`) is the base alone.
     mode "arrow": per token and layer, the top-`k` of the candidate `bricks` with softmax
-    `temperature` (`composer.ops.arrow`, parameters declared there as `PARAMS`); k defaults to
+    `temperature` (`composer.engine.arrow`, parameters declared there as `PARAMS`); k defaults to
     min(4, candidates), temperature to 1.0. Build with `Route.static` / `Route.arrow`.
     """
 
@@ -104,7 +104,7 @@ class Route:
 
     @classmethod
     def arrow(cls, bricks: Sequence[Hashable], *, k: int | None = None, temperature: float | None = None) -> "Route":
-        """Arrow routing among the candidate `bricks` (see `composer.ops.arrow`)."""
+        """Arrow routing among the candidate `bricks` (see `composer.engine.arrow`)."""
         if isinstance(bricks, (str, Mapping)):
             raise BrickError(f"an arrow route takes a list of candidate bricks, not a {type(bricks).__name__}")
         return cls("arrow", tuple(bricks), k=k, temperature=temperature)

@@ -7,7 +7,7 @@
 
       row output = base + Σ_j w_j · s_j · B_j A_j x      in every served linear layer
 
-* `Route.arrow([brick_id, ...], k=, temperature=)`: Arrow routing (`composer.ops.arrow`), per
+* `Route.arrow([brick_id, ...], k=, temperature=)`: Arrow routing (`composer.engine.arrow`), per
   token and layer the top-k (k <= `k_max`) of the candidates (all resident at once, so at most
   `slots`) by their prototypes, softmax-weighted: Σ_c g_c(x) · s_c · B_c A_c x.
 

@@ -12,7 +12,7 @@ brick in one stacked buffer per layer, allocated once:
                                     on CPU than reading B `[d_out, r]` through a strided view)
 
     protos  [slots, d_in]           the Arrow prototype of the brick in each slot (top right
-                                    singular vector of its ΔW, `composer.ops.arrow.prototype`),
+                                    singular vector of its ΔW, `composer.engine.arrow.prototype`),
                                     computed once when the brick is copied in
     present [slots] bool            the slot holds a brick at this layer (rank > 0)
 
@@ -42,7 +42,7 @@ Four kernels compute the delta (one registry, `KERNELS`), picked per forward by
   fused shrink and one fused expand launch (`composer.engine.triton_kernels`), same
   semantics; on CPU tensors it runs in Triton's interpreter, for tests only.
 * `reference`: per row, per brick, the dense ΔW = lora_bᵀ lora_a, in plain Python loops (an
-  Arrow row: `composer.ops.arrow.reference`, per token): the semantics the other two are
+  Arrow row: `composer.engine.arrow.reference`, per token): the semantics the other two are
   tested against.
 """
 
@@ -57,7 +57,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from composer.engine.batch import BatchContext, BatchMapping
-from composer.ops import arrow
+from composer.engine import arrow
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int]:
@@ -154,7 +154,7 @@ class Weights:
 
 def token_weights(x: torch.Tensor, layer: BrickLinear, m: BatchMapping) -> Weights:
     """The mapping's fixed weights, or, with Arrow rows, their gates at this layer for `x`
-    `[rows, T, d_in]` (`composer.ops.arrow.gates`) merged with the static weights through the
+    `[rows, T, d_in]` (`composer.engine.arrow.gates`) merged with the static weights through the
     mapping's weight table (see `composer.engine.batch`)."""
     if m.arrow is None:
         return Weights(m.pair_weights, m.pad_weights)

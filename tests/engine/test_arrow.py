@@ -17,7 +17,7 @@ from composer.engine.engine import Engine
 from composer.engine.layers import KERNELS, BrickLinear
 from composer.errors import ComposerError
 from composer.library import LibraryError
-from composer.ops import arrow
+from composer.engine import arrow
 from composer.formats import PREFIX
 
 # mixed ranks and alphas; "c" only touches the attention input projection, so elsewhere it is

@@ -13,7 +13,9 @@ from typing import Any, Mapping, Sequence
 
 from composer.errors import ComposerError
 from composer.library import CARD, BrickCard, BrickLibrary, check_id
-from composer.ops.merge.base import Adapter, LoraFactors, MergedAdapter, MergeMethod, Param
+from composer.formats import Adapter, LoraFactors, MergedAdapter
+from composer.ops.merge.base import MergeMethod
+from composer.params import Param
 from composer.ops.merge.cat import CAT
 from composer.ops.merge.linear import LINEAR
 from composer.ops.merge.magnitude_prune import MAGNITUDE_PRUNE

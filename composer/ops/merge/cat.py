@@ -16,7 +16,8 @@ from typing import Sequence
 
 import torch
 
-from composer.ops.merge.base import Adapter, LoraFactors, MergeMethod, modules_of
+from composer.formats import Adapter, LoraFactors
+from composer.ops.merge.base import MergeMethod, modules_of
 
 
 def cat(adapters: Sequence[Adapter], weights: Sequence[float]) -> dict[str, LoraFactors]:

@@ -24,7 +24,8 @@ from typing import Literal, Sequence
 
 import torch
 
-from composer.ops.merge.base import Adapter, LoraFactors, MergeMethod, factorwise
+from composer.formats import Adapter, LoraFactors
+from composer.ops.merge.base import MergeMethod, factorwise
 
 Sparsify = Literal["none", "magnitude", "random"]
 Election = Literal["none", "total", "frequency"]

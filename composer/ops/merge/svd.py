@@ -16,7 +16,9 @@ from typing import Sequence
 
 import torch
 
-from composer.ops.merge.base import Adapter, LoraFactors, MergeMethod, Param, modules_of
+from composer.formats import Adapter, LoraFactors
+from composer.ops.merge.base import MergeMethod, modules_of
+from composer.params import Param
 
 
 def svd(adapters: Sequence[Adapter], weights: Sequence[float], svd_rank: int | None = None) -> dict[str, LoraFactors]:

@@ -41,7 +41,7 @@ from typing import Sequence
 
 import torch
 
-from composer.ops.merge.base import Param
+from composer.params import Param
 
 PAPER = "https://arxiv.org/abs/2405.11157"
 
