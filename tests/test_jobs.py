@@ -115,10 +115,10 @@ def test_example_job_runs_and_resumes(composer, tmp_path):
     again = run_job(EXAMPLES / "shout.yaml", out, composer=composer, progress=False)
     assert (again.done, again.skipped) == (0, 8) and out.read_bytes() == before
 
-    # a killed run: three whole lines and a torn fourth; the rerun cuts the tear and finishes
-    out.write_bytes(b"".join(before.splitlines(keepends=True)[:3]) + before.splitlines()[3][:25])
+    # a killed run: six whole lines and a torn seventh; the rerun cuts the tear and finishes
+    out.write_bytes(b"".join(before.splitlines(keepends=True)[:6]) + before.splitlines()[6][:25])
     resumed = run_job(EXAMPLES / "shout.yaml", out, composer=composer, batch_size=8, progress=False)
-    assert (resumed.done, resumed.skipped) == (5, 3)
+    assert (resumed.done, resumed.skipped) == (2, 6)
     assert sorted(r["custom_id"] for r in lines(out)) == sorted(rows)
 
 
