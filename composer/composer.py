@@ -212,12 +212,14 @@ class Composer:
 
     def run_batch(self, instructions: Sequence[str], inputs: Sequence[str | None] | None = None,
                   mode: Mode = "auto", *, errors: Literal["raise", "return"] = "raise",
-                  on_step: StepCallback | None = None, **sampling) -> list[Result | ItemError]:
+                  on_step: StepCallback | None = None, settings: ModeSettings | None = None,
+                  **sampling) -> list[Result | ItemError]:
         """Run many instructions, step d of all of them in one engine batch.
 
         errors="raise": the first bad item raises, its message starting "item <i>:".
         errors="return": a bad item becomes an `ItemError` in its place; the others run.
-        `on_step(i, step)` is called as each item's step finishes (streaming front ends)."""
+        `on_step(i, step)` is called as each item's step finishes (streaming front ends).
+        `settings` (k, threshold, margins...) override the composer's for this call only."""
         if isinstance(instructions, str):
             raise ComposerError("run_batch takes a list of instructions; use run() for one")
         if inputs is not None and len(inputs) != len(instructions):
@@ -229,7 +231,7 @@ class Composer:
         if not instructions:
             return []
         with self._lock:
-            return _Batch(self, list(instructions), inputs, mode, errors, on_step, options).run()
+            return _Batch(self, list(instructions), inputs, mode, errors, on_step, options, settings).run()
 
     # -- helpers used by a batch -----------------------------------------------------------
     def kind(self, brick_id: str) -> str:
@@ -273,8 +275,9 @@ class _Batch:
     """One `run_batch` call: plans, then one engine batch per depth; failures per item."""
 
     def __init__(self, composer: Composer, instructions: list[str], inputs, mode: str, errors: str,
-                 on_step: StepCallback | None, options: dict):
+                 on_step: StepCallback | None, options: dict, settings: ModeSettings | None = None):
         self.c, self.instructions, self.inputs, self.mode = composer, instructions, inputs, mode
+        self.settings = settings or composer.settings
         self.errors, self.on_step, self.options = errors, on_step, options
         self.failed: dict[int, ItemError] = {}
 
@@ -299,12 +302,12 @@ class _Batch:
         depth = 0
         while live := [i for i, p in plans.items() if i not in self.failed and depth < len(p.steps)]:
             queries = [plans[i].steps[depth].instruction for i in live]
-            k = max(3, c.settings.k)
+            k = max(3, self.settings.k)
             hits = c.index.search_many(queries, k + c.index.count("emergent"))
             rows = []
             for i, q, h in zip(live, queries, hits):
                 try:
-                    choice = choose_step(h, plans[i].steps[depth].mode, c.settings, c, c.kind, k)
+                    choice = choose_step(h, plans[i].steps[depth].mode, self.settings, c, c.kind, k)
                     prompt = render(q, current[i])
                     self.check_length(prompt, depth)
                     rows.append((i, q, choice, prompt))

@@ -191,3 +191,15 @@ def test_warm_calls_do_not_rehash_the_library(composer_for_inputs, monkeypatch):
     c.retrieve("Make it all caps")
     c.run("Make it all caps: hi")
     assert reads == [] and time.perf_counter() - start < 30
+
+
+def test_settings_can_change_for_one_call(composer_for_inputs):
+    from dataclasses import replace
+
+    from composer import NoBrickError
+
+    c = composer_for_inputs
+    strict = replace(c.settings, threshold=1.01)
+    with pytest.raises(NoBrickError, match="threshold 1.01"):
+        c.run("Make it all caps: hello", settings=strict)
+    assert c.run("Make it all caps: hello").steps[0].used == ["shout"]  # the composer's own settings stand
