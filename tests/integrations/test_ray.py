@@ -5,6 +5,7 @@ brick to a replica where that brick is pinned."""
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,9 @@ def test_serve_routes_named_bricks_to_replicas_holding_them(local_ray):
         asks = {"uppercase": ("big cat", "BIG CAT"), "plural": ("goose", "geese"), "antonym": ("hot", "cold")}
         served: dict[str, list[str]] = {}
         with httpx.Client(timeout=120) as client:
-            for _ in range(3):
+            for n in range(3):
+                if n == 1:
+                    time.sleep(2)  # replicas report their loaded bricks to Serve's router asynchronously
                 for brick, (text, answer) in asks.items():
                     reply = client.post(url, json={"model": brick, "messages": [{"role": "user", "content": text}]},
                                         headers={"serve_multiplexed_model_id": brick})
