@@ -219,7 +219,7 @@ def batch(job: Path = typer.Argument(..., help="A YAML job file, or a JSONL file
           batch_size: int = typer.Option(32, "--batch-size", help="Items per run_batch call (engine batch)."),
           dry_run: bool = typer.Option(False, "--dry-run", help="Print each item's plan and bricks; run nothing."),
           force: bool = typer.Option(False, "--force", help="Resume into an output file of a different job."),
-          ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (pip install -e '.[ray]')."),
+          ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (needs the ray extra)."),
           workers: Optional[int] = typer.Option(None, "--workers", help="Ray actors, one Composer each (default 2).")):
     """Run a job file: one JSONL line per item (custom_id, output, steps, error, ms), resumable."""
     from transformers.utils import logging as hf_logging
