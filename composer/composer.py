@@ -233,6 +233,17 @@ class Composer:
         with self._lock:
             return _Batch(self, list(instructions), inputs, mode, errors, on_step, options, settings).run()
 
+    def pin(self, brick_id: str) -> None:
+        """Keep a brick resident in the engine's slots (a replica that serves it often)."""
+        self.engine.pin(brick_id)
+
+    def unpin(self, brick_id: str) -> None:
+        self.engine.unpin(brick_id)
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        return self.engine.slots.pinned
+
     # -- helpers used by a batch -----------------------------------------------------------
     def kind(self, brick_id: str) -> str:
         return self.engine.library.card(brick_id).kind

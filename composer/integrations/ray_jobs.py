@@ -101,10 +101,10 @@ class ResidentBrick:
 
     def __init__(self, composer, brick_id: str):
         self.composer, self.brick_id = composer, brick_id
-        composer.engine.pin(brick_id)
+        composer.pin(brick_id)
 
     def __del__(self):
-        self.composer.engine.unpin(self.brick_id)
+        self.composer.unpin(self.brick_id)
 
 
 @serve.deployment
@@ -137,7 +137,7 @@ class ComposerDeployment:
                                                    "code": "model_not_found"}}, status_code=404)
             response = await call_next(request)
             response.headers["x-serve-replica"] = replica
-            response.headers["x-pinned-bricks"] = ",".join(sorted(self.composer.engine.slots.pinned))
+            response.headers["x-pinned-bricks"] = ",".join(sorted(self.composer.pinned))
             return response
 
         return app
