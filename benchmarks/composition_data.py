@@ -1,0 +1,354 @@
+"""The composition benchmark's items: `python -m benchmarks.composition_data` writes benchmarks/data/.
+
+Instructions are worded freshly by hand (never a card's example: checked here), in the ways
+people write: imperatives, questions, polite requests, terse commands, synonyms, typos; the
+payload after a colon, in quotes, via `input=` or written inline in the sentence. Chains join
+2-3 step phrasings with "then", commas, "and", numbered lists and sentence breaks, and put
+case-changing steps (uppercase, capitalize, acronym) first. Every phrasing, step phrasing and
+payload belongs to one split: `dev` (tuned on) or `test` (held out), so nothing of the test
+split's wording is ever seen while tuning. Expected outputs come from the skills' truth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from pathlib import Path
+
+from composer.defaults.skills import BRICK_SKILLS, SKILLS, card_examples
+
+DATA = Path(__file__).resolve().parent / "data"
+SPLITS = ("dev", "test")
+
+# {x}: the payload as is; {X}: the payload title-cased (people capitalise names). A phrasing
+# without a placeholder takes its payload through input=.
+SINGLE: dict[str, dict[str, list[str]]] = {
+    "uppercase": {
+        "dev": ["Put this in all capital letters: {x}", "CAPS LOCK this: {x}", 'Could you make "{x}" all uppercase?',
+                "upper-case {x}", "Convert {x} to capitals", "Write {x} in block letters", "shout {x}",
+                "Make every letter big", "Upper case this one: {x}", "uppercse this: {x}"],
+        "test": ["Please write the following in uppercase letters: {x}", 'Turn "{x}" into all caps', "all caps {x}",
+                 "Change {x} to upper case", "Can you put {x} in uppercase?", "Make the text fully uppercase",
+                 "Upcase: {x}", "I need {x} in capital letters", "Convert the whole thing to uppercase letters: {x}",
+                 "capitalise every letter of {x}"],
+    },
+    "reverse": {
+        "dev": ["Write {x} backwards", "Mirror this text: {x}", 'Flip the letters of "{x}" around', "Spell {x} in reverse",
+                "Reverse the letters: {x}", "Read this back to front: {x}", "Backwards please",
+                "reverse every character in {x}", "Turn the string around character by character: {x}",
+                "revrese the letters: {x}"],
+        "test": ["Spell {x} backwards", "Write the characters in reverse order: {x}", 'Could you reverse "{x}" letter by letter?',
+                 "Flip the string: {x}", "Mirror the text", "Reverse the letters in {x}", "backwards spelling of {x}",
+                 "Invert the character order: {x}", "Reverse the spelling: {x}", "write it back to front: {x}"],
+    },
+    "rot13": {
+        "dev": ["ROT-13 this: {x}", "Encrypt {x} with rot13", 'Apply the rot 13 substitution to "{x}"', "rot13 {x}",
+                "Shift every letter thirteen places: {x}", "Encode this using rot-13", "Use the ROT13 cipher on {x}",
+                "Run {x} through rot13", "Obfuscate with rot13: {x}", "rto13 this: {x}"],
+        "test": ["Please rot13 the following: {x}", "Encode {x} in rot13", 'What is "{x}" in ROT13?', "rot-13 {x}",
+                 "Rotate the alphabet by 13 for {x}", "Cipher this with rot13", "Translate {x} to rot13",
+                 "Give me the rot13 version of {x}", "Apply a rot13 transform: {x}", "ROT13 encode: {x}"],
+    },
+    "remove_vowels": {
+        "dev": ["Get rid of the vowels: {x}", "Remove every vowel from {x}", 'Strip the vowels out of "{x}"',
+                "no vowels: {x}", "Delete the vowels in {x}", "Write only the consonants of {x}", "Drop all vowels please",
+                "Cut out the vowels: {x}", "disemvowel {x}", "remove teh vowels: {x}"],
+        "test": ["Please take all the vowels out: {x}", "Erase the vowels from {x}", 'Remove vowels from "{x}"',
+                 "vowels gone: {x}", "Can you strip every vowel from {x}?", "Leave out the vowels",
+                 "Eliminate the vowels in {x}", "Write {x} without any vowels", "Get the vowels out of this: {x}",
+                 "Delete each a, e, i, o, u: {x}"],
+    },
+    "capitalize": {
+        "dev": ["Capitalise the words: {x}", "Make every word start with an uppercase letter: {x}",
+                'Title-case "{x}"', "title case {x}", "Capitalize the start of each word in {x}", "Put it in title case",
+                "Give each word a capital first letter: {x}", "Make the initial letter of each word big: {x}",
+                "capitalize every word of {x}", "titel case this: {x}"],
+        "test": ["Please capitalize each word: {x}", "Write {x} in title case", 'Capitalize every word in "{x}"',
+                 "title-case {x}", "Can you capitalise the first letter of each word in {x}?",
+                 "Start every word with a capital letter", "Convert to title case: {x}", "Headline style: {x}",
+                 "Make {x} title case", "Capitalise each word's first letter: {x}"],
+    },
+    "reverse_words": {
+        "dev": ["Put the words of {x} in reverse order", "Reverse the order of the words in {x}",
+                'Flip the word order of "{x}"', "words backwards: {x}", "Swap the word order around: {x}",
+                "Reverse the word sequence", "Read the words from last to first: {x}", "Invert the order of words: {x}",
+                "Write the words of {x} in the opposite order", "revers the word order: {x}"],
+        "test": ["Please reverse the order of the words: {x}", "Reverse the words in {x}", 'Flip the words of "{x}"',
+                 "word order reversed: {x}", "Can you put the words of {x} back to front?", "Reverse the list of words",
+                 "Order the words last to first: {x}", "Turn the word order around: {x}", "Mirror the word order of {x}",
+                 "Rearrange the words in reverse: {x}"],
+    },
+    "acronym": {
+        "dev": ["Make an acronym from {x}", "What's the acronym for {x}?", 'Abbreviate "{x}" with its initials in caps',
+                "acronym of {x}", "Shorten to an acronym: {x}", "Turn the phrase into capital initials",
+                "Give the upper-case initialism of {x}", "Build an acronym out of this: {x}",
+                "Initials in capitals: {x}", "acronm for {x}"],
+        "test": ["Please create an acronym: {x}", "What would {x} be as an acronym?", 'Make "{x}" into an acronym',
+                 "acronym for {x}", "Convert {x} into an acronym", "Abbreviate it to capital initials",
+                 "Form an initialism from {x}", "Compress the phrase into an acronym: {x}",
+                 "Capital first letters joined: {x}", "The acronym of this phrase: {x}"],
+    },
+    "capital": {
+        "dev": ["What's the capital of {X}?", "Tell me the capital city of {X}", 'Which city is the capital of "{x}"?',
+                "capital of {x}", "Name the capital city of {X}", "In which city is the government of {X}?",
+                "Capital city please", "What city is the capital: {x}", "Give me the capital of {X}",
+                "captial of {X}"],
+        "test": ["Which city is the capital of {X}?", "What is the capital city of {X}", 'Capital of "{X}"?',
+                 "capital city of {x}", "Name the capital of {X}", "Which city serves as the capital",
+                 "Tell me the capital of this country: {X}", "Where is the capital of {X} located?", "Please name the capital of {X}",
+                 "What's the capitol of {X}?"],
+    },
+    "antonym": {
+        "dev": ["Give me the opposite of {x}", "What's the opposite of {x}?", 'What word means the opposite of "{x}"?',
+                "opposite of {x}", "antonym for {x} please", "What is the contrary word", "Name the antonym of {x}",
+                "Opposite meaning: {x}", "What's the reverse meaning of {x}?", "oposite of {x}"],
+        "test": ["What is the opposite of {x}?", "Give the opposite word for {x}", 'Antonym of "{x}"?',
+                 "the opposite of {x}", "Tell me a word that means the opposite of {x}", "Find a word of contrary meaning",
+                 "Which word is the opposite of {x}?", "What's the antonym of {x}?", "Opposite word please: {x}",
+                 "Antonym for this word: {x}"],
+    },
+    "plural": {
+        "dev": ["What's the plural of {x}?", "plural of {x}", 'Write "{x}" in the plural',
+                "Pluralise {x}", "How do you say more than one {x}?", "Plural please", "Give the plural form of {x}",
+                "Turn {x} into its plural", "Many of them: {x}", "plurl of {x}"],
+        "test": ["What is the plural of {x}?", "Make {x} plural", 'Plural of "{x}"?', "plural form of {x}",
+                 "How do you write {x} in the plural?", "Put the noun into the plural", "Give me the plural of {x}",
+                 "Plural form of this noun: {x}", "Write the plural for {x}", "Pluralize {x} please"],
+    },
+    "french": {
+        "dev": ["Translate {x} into French", "How do you say {x} in French?", 'French for "{x}"?',
+                "{x} in french", "What's {x} in French?", "In French, please", "Give me the French for {x}",
+                "Say {x} in French", "Put this into French: {x}", "translate to frech: {x}"],
+        "test": ["Translate {x} to French", "What is the French word for {x}?", 'How is "{x}" said in French?',
+                 "french for {x}", "How would a French person say {x}?", "Render it in French",
+                 "Translate the word {x} into French", "What's the French for {x}?", "French please: {x}",
+                 "English to French: {x}"],
+    },
+    "sentiment": {
+        "dev": ['Is this review good or bad: {x}', 'Does the reviewer like it? "{x}"', "How does the reviewer feel: {x}",
+                "positive or negative: {x}", 'Is "{x}" a positive review?', "Was the customer pleased",
+                "Rate the mood of this review: {x}", 'Happy or unhappy customer: "{x}"', "Tone of this review: {x}",
+                "sentimnet of: {x}"],
+        "test": ["Is the following review positive or negative: {x}", 'Did the customer enjoy it? "{x}"',
+                 "What's the sentiment here: {x}", "good or bad review: {x}", 'Is "{x}" praise or a complaint?',
+                 "Tell me if the reviewer was satisfied", "What is the tone of this review: {x}",
+                 "Was this feedback favourable: {x}", 'Judge the opinion in "{x}"', "Review mood: {x}"],
+    },
+}
+
+# Step phrasings for chains (no payload); later steps often say "it".
+STEP: dict[str, dict[str, list[str]]] = {
+    "uppercase": {"dev": ["put it in capitals", "make everything uppercase", "shout it", "caps it"],
+                  "test": ["convert it to uppercase", "write it all in capitals", "make it upper case", "all caps"]},
+    "reverse": {"dev": ["write it backwards", "mirror its letters", "flip the characters", "spell it in reverse"],
+                "test": ["spell the thing backwards", "reverse the letters", "reverse the characters of it", "write it back to front"]},
+    "rot13": {"dev": ["rot13 encode it", "apply rot-13", "encrypt it with rot13"],
+              "test": ["encode it in rot13", "run rot13 on it", "rot-13 it"]},
+    "remove_vowels": {"dev": ["strip the vowels", "get rid of the vowels", "delete every vowel"],
+                      "test": ["remove all the vowels", "take out all vowels", "erase the vowels"]},
+    "capitalize": {"dev": ["title-case it", "capitalise each word", "start each word with a capital"],
+                   "test": ["capitalize every word", "put it in title case", "capitalise the first letter of each word"]},
+    "reverse_words": {"dev": ["flip the word order", "reverse the order of the words", "put the words in reverse"],
+                      "test": ["reverse all the words", "swap the word order around", "put the words last to first"]},
+    "acronym": {"dev": ["make an acronym of it", "turn that into an acronym", "abbreviate it to its initials in caps"],
+                "test": ["form an acronym", "make it an acronym", "acronym it"]},
+    "capital": {"dev": ["find the capital city", "name its capital"],
+                "test": ["give its capital", "get the capital city"]},
+    "antonym": {"dev": ["give the opposite", "find the opposite word"],
+                "test": ["take the opposite", "give its antonym"]},
+    "plural": {"dev": ["turn it plural", "pluralise it"], "test": ["put it in the plural", "give the plural form"]},
+    "french": {"dev": ["translate it into French", "say that in French"], "test": ["translate it to French", "put it in French"]},
+    "sentiment": {"dev": ["classify its sentiment", "say if it is positive or negative"],
+                  "test": ["judge the sentiment", "tell me if the review is positive or negative"]},
+}
+
+# A first step that names its payload inline ({x}); the rest of the chain follows.
+INLINE_FIRST: dict[str, dict[str, list[str]]] = {
+    "capital": {"dev": ["find the capital of {X}"], "test": ["take the capital of {X}"]},
+    "french": {"dev": ["translate {x} to French"], "test": ["translate {x} into French"]},
+    "antonym": {"dev": ["give the opposite of {x}"], "test": ["take the opposite of {x}"]},
+    "plural": {"dev": ["make {x} plural"], "test": ["give the plural of {x}"]},
+    "uppercase": {"dev": ["upper-case {x}"], "test": ["put {x} in capitals"]},
+    "reverse_words": {"dev": ["flip the word order of {x}"], "test": ["reverse the words in {x}"]},
+    "capitalize": {"dev": ["title-case {x}"], "test": ["capitalize each word of {x}"]},
+    "remove_vowels": {"dev": ["strip the vowels from {x}"], "test": ["remove the vowels from {x}"]},
+}
+
+STRING_PAYLOADS = {
+    "dev": ["hello big world", "good night", "red green blue", "paris", "open the door", "salt and pepper",
+            "quick brown fox", "happy cat", "sun moon star", "blue sky", "cold tea", "jump high", "lucky day",
+            "river stone", "green apple", "my old car", "late bus", "new york", "tiny bird", "soft rain"],
+    "test": ["good morning", "black cat", "one two three", "dark forest", "sweet home", "pink gum", "fresh milk",
+             "big red dog", "we love code", "oak tree", "snow day", "warm soup", "hot sand", "lost key", "fast car",
+             "gold ring", "little lamb", "wild west", "rock and roll", "tall grass"],
+}
+
+# Chain shapes: (step skills, joiner). Joiners: then, comma, and, numbered, sentences, and-then.
+TWO_STEP = [("reverse_words", "uppercase"), ("uppercase", "reverse"), ("capitalize", "reverse_words"),
+            ("acronym", "rot13"), ("uppercase", "reverse_words"), ("capitalize", "reverse"),
+            ("remove_vowels", "uppercase"), ("french", "uppercase"), ("capital", "capitalize"),
+            ("antonym", "reverse"), ("plural", "uppercase"), ("sentiment", "antonym"), ("capital", "acronym"),
+            ("uppercase", "remove_vowels"), ("rot13", "reverse_words"), ("capitalize", "rot13")]
+THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "reverse_words", "reverse"),
+              ("uppercase", "remove_vowels", "reverse"), ("capital", "uppercase", "reverse"),
+              ("french", "capitalize", "reverse"), ("reverse_words", "capitalize", "rot13"),
+              ("acronym", "reverse", "rot13"), ("antonym", "uppercase", "reverse")]
+JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
+CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
+TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
+
+
+def _fill(template: str, x: str) -> dict:
+    """(instruction, input or None, style) for a phrasing and its payload."""
+    if "{x}" not in template and "{X}" not in template:
+        return {"instruction": template, "input": x, "style": "input"}
+    text = template.replace("{x}", x).replace("{X}", x.title())
+    if ": {x}" in template or ": {X}" in template:
+        style = "colon"
+    elif '"{x}"' in template or '"{X}"' in template:
+        style = "quotes"
+    else:
+        style = "inline"
+    return {"instruction": text, "input": None, "style": style}
+
+
+def _payload_of(item: dict) -> str:
+    return item["input"] if item["input"] is not None else item["payload"]
+
+
+def _answer(skills: list[str], x: str) -> str | None:
+    for skill in skills:
+        try:
+            x = SKILLS[skill].answer(x)
+        except KeyError:
+            return None
+    return x
+
+
+def _payloads(skill: str, split: str, rng: random.Random) -> list[str]:
+    """Inputs of `skill` for a split: string payloads, or the split's half of the table keys."""
+    if skill not in TABLE:
+        return list(STRING_PAYLOADS[split])
+    keys = sorted(k for k in SKILLS[skill].table if len(k) <= 20)
+    random.Random(skill).shuffle(keys)
+    half = keys[: len(keys) // 2] if split == "dev" else keys[len(keys) // 2:]
+    return half
+
+
+def single_items(split: str) -> list[dict]:
+    rng = random.Random(f"single:{split}")
+    items = []
+    for skill, phrasings in SINGLE.items():
+        payloads = _payloads(skill, split, rng)
+        for n, template in enumerate(phrasings[split]):
+            x = payloads[(n * 7) % len(payloads)]
+            filled = _fill(template, x)
+            payload = filled["input"] or (x.title() if "{X}" in template else x)
+            items.append({"kind": "single", "skills": [skill], **filled,
+                          "expected": SKILLS[skill].answer(payload), "payload": payload})
+    return items
+
+
+def _join(steps: list[str], joiner: str) -> str:
+    if joiner == "then":
+        return ", then ".join(steps)
+    if joiner == "and-then":
+        return " and then ".join(steps)
+    if joiner == "comma":
+        return ", ".join(steps)
+    if joiner == "and":
+        return ", ".join(steps[:-1]) + " and " + steps[-1]
+    if joiner == "numbered":
+        return " ".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+    return ". ".join(s[0].upper() + s[1:] for s in steps) + "."
+
+
+def chain_items(split: str) -> list[dict]:
+    rng = random.Random(f"chains:{split}")
+    items = []
+    shapes = [list(s) for s in TWO_STEP + THREE_STEP]
+    for n, ((s, skills), (j, joiner)) in enumerate(itertools.product(enumerate(shapes), enumerate(JOINERS))):
+        if ((s + j) % 3 == 0) != (split == "dev"):  # a third of every shape and joiner for dev
+            continue
+        payload = rng.choice(_payloads(skills[0], split, rng))
+        if skills[0] in TABLE and _answer(skills, payload) is None:
+            payload = next(p for p in _payloads(skills[0], split, rng) if _answer(skills, p) is not None)
+        expected = _answer(skills, payload)
+        if expected is None:
+            continue
+        steps = [rng.choice(STEP[s][split]) for s in skills]
+        inline = skills[0] in INLINE_FIRST and n % 2 == 0
+        if inline:
+            first = rng.choice(INLINE_FIRST[skills[0]][split])
+            payload = payload.title() if "{X}" in first else payload
+            steps[0] = first.replace("{x}", payload).replace("{X}", payload)
+            expected = _answer(skills, payload)
+        text = _join(steps, joiner)
+        text = text[0].upper() + text[1:]
+        style = "inline" if inline else rng.choice(["colon", "quotes", "input"])
+        if style == "colon":
+            text = f"{text.rstrip('.')}: {payload}"
+        elif style == "quotes":
+            text = f'{text.rstrip(".")} "{payload}"'
+        items.append({"kind": "chain", "skills": skills, "instruction": text,
+                      "input": payload if style == "input" else None, "style": style, "joiner": joiner,
+                      "payload": payload, "expected": expected})
+    return items
+
+
+def classes(item: dict) -> list[str]:
+    """The classes an item is scored under (besides overall)."""
+    out = [f"payload:{item['style']}"]
+    if item["kind"] == "single":
+        out.append(f"skill:{item['skills'][0]}")
+        return out
+    skills = item["skills"]
+    out += [f"{len(skills)}-step", f"join:{item['joiner']}"]
+    if any(s in CASE_CHANGING for s in skills[:-1]):
+        out.append("case-changing")
+    if len(skills) == 3 or item["joiner"] == "comma" or "case-changing" in out:
+        out.append("hard")
+    return out
+
+
+def check(items: list[dict]) -> None:
+    """No instruction repeats a card example; every payload fits the default's input rules."""
+    examples = {e.lower() for s in BRICK_SKILLS for e in card_examples(s)}
+    phrasings = [p for table in (SINGLE, STEP, INLINE_FIRST) for by_split in table.values()
+                 for split in by_split.values() for p in split]
+    for phrasing in phrasings:
+        bare = phrasing.replace("{x}", "").replace("{X}", "").strip(' :"?').lower()
+        assert bare not in examples, f"{phrasing!r} repeats a card example"
+    for item in items:
+        assert item["instruction"].lower() not in examples, item
+        payload = _payload_of(item)
+        assert payload and len(payload) <= 32 and payload.isascii(), item
+
+
+def build() -> dict[str, list[dict]]:
+    out = {}
+    for split in SPLITS:
+        items = single_items(split) + chain_items(split)
+        check(items)
+        for n, item in enumerate(items):
+            item["id"] = f"{split}-{n:03d}"
+            item["split"] = split
+            item["classes"] = classes(item)
+        out[split] = items
+    return out
+
+
+def main() -> None:
+    DATA.mkdir(exist_ok=True)
+    for split, items in build().items():
+        path = DATA / f"composition_{split}.jsonl"
+        path.write_text("".join(json.dumps(i) + "\n" for i in items))
+        singles = [i for i in items if i["kind"] == "single"]
+        chains = [i for i in items if i["kind"] == "chain"]
+        inline = sum(i["style"] == "inline" for i in items)
+        print(f"{path}: {len(singles)} single, {len(chains)} chains, {inline / len(items):.0%} inline")
+
+
+if __name__ == "__main__":
+    main()
