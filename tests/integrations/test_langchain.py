@@ -13,7 +13,10 @@ from composer.integrations.langchain import ComposerChatModel, composer_tool, de
 TWO_STEPS = "Reverse the words, then uppercase: hello big world"
 
 
-class TestComposerChatModelUnit(ChatModelUnitTests):
+class ComposerModelSpec:
+    """What both standard suites are told about the model: one brick named directly, no tool
+    calling or structured output (declared, not faked), usage metadata returned."""
+
     @property
     def chat_model_class(self):
         return ComposerChatModel
@@ -35,30 +38,14 @@ class TestComposerChatModelUnit(ChatModelUnitTests):
         return True
 
 
+class TestComposerChatModelUnit(ComposerModelSpec, ChatModelUnitTests):
+    pass
+
+
 @pytest.mark.slow
-class TestComposerChatModelIntegration(ChatModelIntegrationTests):
+class TestComposerChatModelIntegration(ComposerModelSpec, ChatModelIntegrationTests):
     """The suite's messages ("Hello", "how are you") carry no payload, so they run on one brick
     directly (`model="uppercase"`), as an OpenAI client names a LoRA adapter on vLLM."""
-
-    @property
-    def chat_model_class(self):
-        return ComposerChatModel
-
-    @property
-    def chat_model_params(self):
-        return {"model": "uppercase"}
-
-    @property
-    def has_tool_calling(self):
-        return False
-
-    @property
-    def has_structured_output(self):
-        return False
-
-    @property
-    def returns_usage_metadata(self):
-        return True
 
     @property
     def supports_model_override(self):
