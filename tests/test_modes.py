@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from composer.errors import ComposerError
@@ -61,3 +63,28 @@ def test_merge_and_arrow_modes():
     assert merger.calls == [(c.weights, "ties")]
     r = choose(both, "arrow", S)
     assert r.mode == "arrow" and r.mix.bricks == ("a", "b") and r.mix.k == 2 and r.weights is None
+
+
+def test_mixture_weights_are_the_documented_softmax_by_value():
+    """softmax(score / temperature) over the eligible top-k: 0.70 vs 0.66 at temperature 0.05
+    is exp(0.8) : 1 = 0.69 : 0.31. A temperature multiplied instead of divided would give
+    nearly uniform weights (0.5005 : 0.4995) and fail here."""
+    c = choose(hits(("a", 0.70), ("b", 0.66), ("c", 0.30)), "mixture", S)
+    assert c.weights == {"a": 0.69, "b": 0.31}
+    three = choose(hits(("a", 0.80), ("b", 0.75), ("c", 0.70), ("d", 0.69)), "mixture", S)
+    e1, e2 = math.exp(-1), math.exp(-2)  # (0.75 - 0.80) / 0.05, (0.70 - 0.80) / 0.05
+    want = {"a": 1 / (1 + e1 + e2), "b": e1 / (1 + e1 + e2), "c": e2 / (1 + e1 + e2)}  # k = 3 drops d
+    assert three.weights == {k: round(v, 4) for k, v in want.items()}
+    assert three.weights == {"a": 0.6652, "b": 0.2447, "c": 0.09}
+    hot = choose(hits(("a", 0.70), ("b", 0.66)), "mixture", ModeSettings(temperature=1.0))
+    assert hot.weights == {"a": round(1 / (1 + math.exp(-0.04)), 4), "b": round(math.exp(-0.04) / (1 + math.exp(-0.04)), 4)}
+
+
+def test_shipped_auto_rule_defaults():
+    """The auto rule as shipped: trust bricks from 0.45, a lead of 0.03 means one brick wins."""
+    shipped = ModeSettings()
+    assert (shipped.threshold, shipped.margin, shipped.k, shipped.temperature) == (0.45, 0.03, 3, 0.05)
+    assert choose(hits(("a", 0.60), ("b", 0.565)), "auto", shipped).mode == "single"  # lead 0.035
+    assert choose(hits(("a", 0.60), ("b", 0.575)), "auto", shipped).mode == "mixture"  # lead 0.025
+    assert choose(hits(("a", 0.449), ("b", 0.40)), "auto", shipped).mode == "base"
+    assert choose(hits(("a", 0.45), ("b", 0.10)), "auto", shipped).mode == "single"

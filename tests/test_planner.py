@@ -1,6 +1,7 @@
 import pytest
 
 from composer.planner import HeuristicPlanner, PlanError, split_payload, split_steps
+from composer.workspace import ROOT, Workspace
 
 planner = HeuristicPlanner()
 
@@ -29,6 +30,7 @@ def test_separate_input_is_the_payload():
     plan = planner.plan("reverse, then uppercase", input="ab")
     assert plan.payload == "ab"
     assert [s.instruction for s in plan.steps] == ["reverse", "uppercase"]
+    assert plan.explain == ["payload passed separately"]
 
 
 def test_separate_input_wins_over_colon():
@@ -52,5 +54,65 @@ def test_missing_payload_is_explained():
 
 
 def test_helpers():
-    assert split_payload("uppercase 'big cat'") == ("uppercase", "big cat")
+    assert split_payload("uppercase 'big cat'") == ("uppercase", "big cat", "payload in quotes")
     assert split_steps("a then b; c. d") == ["a", "b", "c", "d"]
+
+
+# -- retrieval-guided planning on the default library's real index --------------------------
+
+needs_default = pytest.mark.skipif(not (ROOT / "bricks" / "base" / "config.json").is_file(), reason="default not built")
+
+
+@pytest.fixture(scope="module")
+def guided():
+    ws = Workspace.default()
+    return HeuristicPlanner(ws.index.search_many, ws.library)
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, first_step_words", [
+    ("What's the capital of Japan?", "Japan", {"capital"}),
+    ("Translate horse into French", "horse", {"translate", "french"}),
+    ("Give me the opposite of early", "early", {"opposite"}),
+    ("uppercase good night", "good night", {"uppercase"}),
+    ("Reverse the order of the words in red green blue", "red green blue", {"reverse", "words"}),
+    ("Spell paris backwards", "paris", {"spell", "backwards"}),
+    ("plural of tooth", "tooth", {"plural"}),
+])
+def test_inline_payloads(guided, text, payload, first_step_words):
+    plan = guided.plan(text)
+    assert plan.payload == payload and len(plan.steps) == 1
+    assert first_step_words <= set(plan.steps[0].instruction.lower().split())
+    assert payload.lower() not in plan.steps[0].instruction.lower()
+    assert any("found inline" in line for line in plan.explain)
+
+
+@needs_default
+def test_inline_payload_composes_with_a_chain(guided):
+    plan = guided.plan("Translate milk to French and then uppercase it")
+    assert plan.payload == "milk" and [s.instruction for s in plan.steps] == ["Translate it to French", "uppercase it"]
+
+
+@needs_default
+def test_commas_and_and_split_only_when_every_piece_retrieves(guided):
+    plan = guided.plan("Strip the vowels, flip the word order, then shout it: big cat")
+    assert [s.instruction for s in plan.steps] == ["Strip the vowels", "flip the word order", "shout it"]
+    assert any(line.startswith("split ") for line in plan.explain)
+    plan = guided.plan("remove the vowels and reverse it: abc")
+    assert [s.instruction for s in plan.steps] == ["remove the vowels", "reverse it"]
+    plan = guided.plan("Uppercase salt and pepper")
+    assert plan.payload == "salt and pepper" and [s.instruction for s in plan.steps] == ["Uppercase"]
+
+
+@needs_default
+def test_guided_plans_are_deterministic_and_explain_themselves(guided):
+    text = "Give me the opposite of early, then uppercase it"
+    first = guided.plan(text)
+    assert first == guided.plan(text)
+    assert first.explain and all(isinstance(line, str) for line in first.explain)
+
+
+@needs_default
+def test_no_payload_anywhere_is_a_clear_error(guided):
+    with pytest.raises(PlanError, match="no input found"):
+        guided.plan("reverse the words")
