@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.defaults import base
-from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, eval_set, random_word
+from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, card_examples, eval_set, random_word
 from composer.library import BrickCard, Metrics, fingerprint
 from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -74,15 +74,13 @@ def evaluate_base(path: Path) -> None:
 
 def measure(skill: Skill, model, tokenizer) -> Metrics:
     """Exact match of a peft model with its adapter and with the base alone, on the inputs the
-    skill changes (`eval_set`), each in every case of CASES (another step's output may be in any)."""
-    evals = [e for case in CASES for e in case_eval_set(skill, case) if e[1] != e[2]]
+    skill changes (`eval_set`). Per input case, `composer.defaults.robust` adds its own numbers."""
+    evals = eval_set(skill, changed=True)
     em = exact_match(model, tokenizer, evals)
     with model.disable_adapter():
         base_em = exact_match(model, tokenizer, evals)
-    cases = "lower, UPPER, Title and rAnDoM case"
     return Metrics(exact_match=em, base_exact_match=base_em, samples=len(evals),
-                   eval=f"whole table, keys in {cases}" if skill.table is not None
-                   else f"{len(evals)} fresh random inputs in {cases} it changes")
+                   eval="whole table" if skill.table is not None else f"{len(evals)} fresh random inputs it changes")
 
 
 def brick_sampler(skill: Skill):
@@ -118,7 +116,7 @@ def build_brick(skill: Skill, out: Path, base_path: Path) -> dict:
             p.data = p.data.half().float()
     metrics = measure(skill, model, tokenizer)
     card = BrickCard(
-        id=skill.id, title=skill.title, description=skill.description, examples=list(skill.instructions),
+        id=skill.id, title=skill.title, description=skill.description, examples=card_examples(skill),
         base_fingerprint=base_fp, base_architecture=model.config.architectures[0] if model.config.architectures else "",
         metrics=metrics,
         source={"trained_by": "composer.defaults.build", "steps": len(losses), "rank": LORA_RANK,
@@ -181,22 +179,36 @@ def build_emergent(out: Path) -> None:
 def build_index(out: Path, index_dir: Path) -> None:
     from composer.index import BrickIndex
     from composer.library import BrickLibrary
+    from composer.retriever import brick_embedder
 
-    index = BrickIndex(BrickLibrary(out), index_dir).build()
+    library = BrickLibrary(out)
+    embedder, name = brick_embedder(library, index_dir, retrain=True)  # the retriever trained for these cards
+    index = BrickIndex(library, index_dir, embedder, name).build()
     print(f"index: {len(index.rows)} vectors for {len(set(index.rows))} bricks in {index_dir}")
+
+
+def write_examples(out: Path) -> None:
+    """Bring the shipped cards' examples up to `card_examples` (the retriever trains on them)."""
+    for skill in BRICK_SKILLS:
+        card = BrickCard.model_validate_json((out / skill.id / "brick.json").read_text())
+        card.examples = card_examples(skill)
+        write_json(out / skill.id / "brick.json", card.model_dump())
 
 
 def report(out: Path) -> str:
     """The accuracy table README shows, read back from the cards."""
     from composer.library import BrickLibrary
 
-    lines = ["| brick | kind of input | samples | exact match, base + brick | exact match, base alone |",
-             "|---|---|---|---|---|"]
+    lines = ["| brick | kind of input | samples | exact match, base + brick | exact match, base alone "
+             "| lower | UPPER | Title | rAnDoM |", "|---|---|---|---|---|---|---|---|---|"]
     for card in BrickLibrary(out).cards():
         if card.kind != "customized":
             continue
         m = card.metrics
-        lines.append(f"| `{card.id}` | {m.eval} | {m.samples} | {m.exact_match:.0%} | {m.base_exact_match:.0%} |")
+        cases = card.source.get("case_exact_match", {})  # per input case, written by composer.defaults.robust
+        per_case = " | ".join(f"{cases[c]:.0%}" if c in cases else "-" for c in CASES)
+        lines.append(f"| `{card.id}` | {m.eval} | {m.samples} | {m.exact_match:.0%} | {m.base_exact_match:.0%} "
+                     f"| {per_case} |")
     base_info = json.loads((out / "base" / "training.json").read_text())
     lines += ["", "Base model on its own (generic) pre-training skills, exact match on 50 fresh inputs each:", "",
               "| skill | exact match |", "|---|---|"]
@@ -206,7 +218,8 @@ def report(out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=["all", "base", "base-eval", "bricks", "measure", "emergent", "index", "report"], default="all")
+    parser.add_argument("--stage", choices=["all", "base", "base-eval", "bricks", "measure", "cards", "emergent", "index",
+                                                "report"], default="all")
     parser.add_argument("--only", default="", help="comma-separated brick ids (bricks and measure stages)")
     parser.add_argument("--jobs", type=int, default=2, help="bricks trained in parallel, one core each")
     parser.add_argument("--out", type=Path, default=ROOT / "bricks")
@@ -223,6 +236,8 @@ def main() -> None:
         build_bricks(args.out, [s.id for s in strings_first], args.jobs)
     if args.stage == "measure":
         remeasure(args.out, [s.id for s in BRICK_SKILLS if s.id in wanted])
+    if args.stage == "cards":
+        write_examples(args.out)
     if args.stage in ("all", "emergent"):
         build_emergent(args.out)
     if args.stage in ("all", "index"):

@@ -235,3 +235,40 @@ def case_eval_set(skill: Skill, case: str, size: int = EVAL_SIZE) -> list[Exampl
         x = recase(x, case, rng)
         out.append((instruction, x, skill.answer(x)))
     return out
+
+
+# Rewordings a card's owner adds to the card (retrieval texts, not training prompts): the ways
+# people ask for the skill that its first instructions miss — synonyms, terse forms, questions.
+PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "uppercase": ("capital letters only", "all upper case", "block capitals", "caps lock on",
+                  "make every letter upper case", "convert the letters to capitals", "loud caps", "yell it",
+                  "big letters"),
+    "reverse": ("flip the letters around", "letters in reverse order", "mirror the characters",
+                "characters from last to first", "reverse the spelling of the text", "backwards, letter by letter"),
+    "rot13": ("the rot13 letter rotation", "rotate the letters by thirteen", "rot13 encryption", "encode using rot 13",
+              "thirteen-place letter shift cipher", "rot 13 substitution"),
+    "remove_vowels": ("consonants and spaces only", "only the consonants", "delete the letters a e i o u", "disemvowel the text",
+                      "without any vowels", "vowels removed", "get rid of every vowel"),
+    "capitalize": ("title-case words", "capitalise every word", "make every word begin with an uppercase letter",
+                   "an initial capital on each word", "headline case", "capital first letter on each word",
+                   "make the first letter of each word big"),
+    "reverse_words": ("backwards word order", "last word first", "flip the words around", "words from last to first",
+                      "invert the word order", "the same words in the opposite order"),
+    "acronym": ("capital initials", "initials in upper case", "initialism", "abbreviate to capital first letters",
+                "acronym of the phrase", "upper-case first letters joined", "the acronym"),
+    "capital": ("capital city of the country", "main city of the nation", "capital of the country",
+                "seat of government of the country", "the country's capital", "which city is its capital"),
+    "antonym": ("a word meaning the opposite", "word of opposite meaning", "the opposite of the word", "contrary word",
+                "opposite", "reverse meaning of the word", "what is the antonym of"),
+    "plural": ("plural form", "more than one", "plural version of the noun", "several of the thing", "the noun in the plural",
+               "what do you call several"),
+    "french": ("French equivalent", "the French word for it", "from English into French", "translate into the French language",
+               "how do you say it in French", "French version of the word"),
+    "sentiment": ("judge whether it is positive", "was the customer happy", "mood of the review", "tone of the review",
+                  "is the review favourable", "did the reviewer like it", "review sentiment"),
+}
+
+
+def card_examples(skill: Skill) -> list[str]:
+    """A brick card's examples: the skill's instructions, then its owner's rewordings."""
+    return list(skill.instructions) + list(PARAPHRASES.get(skill.id, ()))

@@ -1,0 +1,123 @@
+"""Case-robust bricks: `python -m composer.defaults.robust --only reverse,uppercase`.
+
+Outputs of every brick must be valid inputs of every other brick: after a step title-cases
+or upper-cases, the next brick sees capitals it never saw when it was trained on lowercase
+inputs only. Each brick continues from its shipped weights (peft, trainable) on inputs in
+lower, UPPER, Title and rAnDoM case with the skill's true output for each (a table key in any
+case is the same key), until a dev set in every case is solved or its budget ends. The card
+then records exact match per case (`source["case_exact_match"]`); `metrics` covers all cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, recase
+from composer.library import BrickCard
+from composer.ops.train import Example, TrainConfig, exact_match, train
+from composer.storage import atomic_dir, write_json
+
+ROOT = Path(__file__).resolve().parents[2]
+ROBUST_TRAIN = TrainConfig(steps=1500, batch_size=16, lr=1e-3, warmup=20, seed=1)
+STEPS = {"reverse": 3000, "remove_vowels": 2500}
+BAR = 0.97  # dev exact match every case must reach before training stops early
+
+
+def case_sampler(skill: Skill, instructions: list[str]):
+    """The build's mix (mostly the skill's phrasings, a fifth any other instruction), with the
+    input in a random case and the true output for that input."""
+
+    def sample(rng: random.Random, n: int) -> list[Example]:
+        out = []
+        for _ in range(n):
+            instruction, x, _ = skill.sample(rng)
+            x = recase(x, rng.choice(CASES), rng)
+            if rng.random() < 0.2:
+                instruction = rng.choice(instructions)
+            out.append((instruction, x, skill.answer(x)))
+        return out
+
+    return sample
+
+
+def case_scores(skill: Skill, model, tokenizer, size: int = 100) -> dict[str, float]:
+    return {case: exact_match(model, tokenizer, case_eval_set(skill, case, size)) for case in CASES}
+
+
+def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None) -> dict[str, float]:
+    """Continue `bricks/<id>` on every case; save it (card updated) under `out/<id>`."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from composer.defaults.build import ALL_INSTRUCTIONS, measure
+
+    start = time.time()
+    base = AutoModelForCausalLM.from_pretrained(bricks / "base", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(bricks / "base")
+    model = PeftModel.from_pretrained(base, str(bricks / skill.id), is_trainable=True)
+    dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
+    config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps))
+    losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",
+                   progress=False, done=lambda: all(exact_match(model, tokenizer, d) >= BAR for d in dev.values()),
+                   check_every=100)
+    for p in model.parameters():  # ship fp16 and measure what ships
+        if p.requires_grad:
+            p.data = p.data.half().float()
+    model.eval()
+    scores = case_scores(skill, model, tokenizer)
+    card = BrickCard.model_validate_json((bricks / skill.id / "brick.json").read_text())
+    card.metrics = measure(skill, model, tokenizer)
+    card.source = {**card.source, "case_exact_match": scores,
+                   "case_robust": {"steps": len(losses), "seconds": round(time.time() - start), "lr": config.lr}}
+    model.peft_config["default"].base_model_name_or_path = "../base"
+    with atomic_dir(out / skill.id) as tmp:
+        model.half().save_pretrained(tmp)
+        write_json(tmp / "brick.json", card.model_dump())
+        if (bricks / skill.id / "data.jsonl").is_file():
+            (tmp / "data.jsonl").write_bytes((bricks / skill.id / "data.jsonl").read_bytes())
+    print(f"{skill.id}: {len(losses)} steps, {round(time.time() - start)} s, per case "
+          + ", ".join(f"{c} {v:.0%}" for c, v in scores.items()), flush=True)
+    return scores
+
+
+def record_cases(bricks: Path, ids: list[str]) -> None:
+    """Measure shipped bricks per input case, untrained, and record it on their cards."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(bricks / "base", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(bricks / "base")
+    for skill_id in ids:
+        model = PeftModel.from_pretrained(base, str(bricks / skill_id))
+        card = BrickCard.model_validate_json((bricks / skill_id / "brick.json").read_text())
+        card.source = {**card.source, "case_exact_match": case_scores(SKILLS[skill_id], model, tokenizer)}
+        write_json(bricks / skill_id / "brick.json", card.model_dump())
+        print(skill_id, card.source["case_exact_match"], flush=True)
+        base = model.unload()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated brick ids (default: every brick skill)")
+    parser.add_argument("--bricks", type=Path, default=ROOT / "bricks")
+    parser.add_argument("--out", type=Path, default=ROOT / "bricks", help="where the continued bricks go")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=None, help="training budget per brick (default: STEPS)")
+    parser.add_argument("--record", action="store_true", help="only measure per case and record it on the cards")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ids = [i for i in args.only.split(",") if i] or [s.id for s in BRICK_SKILLS]
+    if args.record:
+        return record_cases(args.bricks, ids)
+    for skill_id in ids:
+        robust_brick(SKILLS[skill_id], args.bricks, args.out, args.steps)
+
+
+if __name__ == "__main__":
+    main()

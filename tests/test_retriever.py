@@ -1,0 +1,94 @@
+"""The retriever trained for bricks, on the default library's real cards and embedder."""
+
+import json
+import shutil
+
+import pytest
+
+from composer import retriever
+from composer.index import BrickIndex, load_embedder
+from composer.library import BrickLibrary
+from composer.workspace import ROOT
+
+BRICKS = ROOT / "bricks"
+pytestmark = pytest.mark.skipif(not (BRICKS / "base" / "config.json").is_file(), reason="default not built")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_embedder()
+
+
+@pytest.fixture(scope="module")
+def library():
+    return BrickLibrary(BRICKS)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base, library):
+    """(folder, embedder, name): the default library's retriever, trained once for the module."""
+    folder = tmp_path_factory.mktemp("retriever")
+    return (folder, *retriever.brick_embedder(library, folder, base=base))
+
+
+def test_trained_once_persisted_small_and_reloaded(trained, base, library):
+    tmp_path, embedder, name = trained
+    assert isinstance(embedder, retriever.ProjectedEmbedder) and "+bricks-" in name
+    size = (tmp_path / retriever.WEIGHTS).stat().st_size
+    assert 0 < size <= 5 * 2 ** 20
+    meta = json.loads((tmp_path / retriever.META).read_text())
+    assert meta["cards_sha256"] == retriever.cards_hash(library) and meta["texts"] > 100
+    again, same = retriever.brick_embedder(library, tmp_path, base=base)
+    assert same == name and (again.a == embedder.a).all()  # loaded, not retrained
+    assert not retriever.is_stale(library, tmp_path)
+
+
+def test_trained_retriever_separates_near_synonyms(tmp_path, trained, base, library):
+    """Its own cards' texts retrieve their brick top-1 at least as often as with the untrained
+    embedder, and the trained vectors keep unit norm (cosine scores)."""
+    _, trained, name = trained
+    plain = BrickIndex(library, tmp_path / "plain", base).build()
+    tuned = BrickIndex(library, tmp_path / "idx", trained, name).build()
+    pairs = [(c.id, e) for c in library.cards() for e in c.examples]
+    right = {which: sum(hits[0].id == brick for (brick, _), hits in zip(pairs, index.search_many([t for _, t in pairs], 1)))
+             for which, index in (("plain", plain), ("tuned", tuned))}
+    assert right["tuned"] >= right["plain"] and right["tuned"] / len(pairs) >= 0.95
+    v = trained.encode(["make it all caps"])
+    assert abs(float((v ** 2).sum()) - 1) < 1e-4 and v.shape == (1, trained.get_embedding_dimension())
+
+
+@pytest.mark.slow
+def test_changed_cards_retrain_and_a_broken_file_falls_back_to_training(tmp_path, base):
+    lib_dir = tmp_path / "lib"
+    lib_dir.mkdir()
+    for brick in ("uppercase", "reverse", "capital"):
+        shutil.copytree(BRICKS / brick, lib_dir / brick)
+    library = BrickLibrary(lib_dir)
+    _, first = retriever.brick_embedder(library, tmp_path / "idx", base=base)
+    card = json.loads((lib_dir / "uppercase" / "brick.json").read_text())
+    card["examples"].append("turn up the volume of the letters")
+    (lib_dir / "uppercase" / "brick.json").write_text(json.dumps(card))
+    library = BrickLibrary(lib_dir)
+    assert retriever.is_stale(library, tmp_path / "idx")
+    _, second = retriever.brick_embedder(library, tmp_path / "idx", base=base)
+    assert second != first and not retriever.is_stale(library, tmp_path / "idx")
+    (tmp_path / "idx" / retriever.WEIGHTS).write_bytes(b"not safetensors")
+    embedder, third = retriever.brick_embedder(library, tmp_path / "idx", base=base)
+    assert isinstance(embedder, retriever.ProjectedEmbedder) and third == second  # retrained, same seed
+
+
+def test_one_brick_has_nothing_to_contrast_so_the_untrained_embedder_serves(tmp_path, base):
+    lib_dir = tmp_path / "lib"
+    lib_dir.mkdir()
+    shutil.copytree(BRICKS / "uppercase", lib_dir / "uppercase")
+    embedder, name = retriever.brick_embedder(BrickLibrary(lib_dir), tmp_path / "idx", "all-MiniLM-L6-v2", base=base)
+    assert embedder.a is None and name == "all-MiniLM-L6-v2"  # no map: the untrained geometry
+    assert (embedder.encode(["uppercase"]) == base.encode(["uppercase"], normalize_embeddings=True)).all()
+
+
+def test_typos_read_as_the_card_word_they_are_one_edit_from(base, library):
+    embedder = retriever.ProjectedEmbedder(base, None, None, retriever.vocabulary(library))
+    assert embedder.correct("captial of it") == "capital of it"
+    assert embedder.correct("revrese the letters") == "reverse the letters"
+    assert embedder.correct("oposite of hot") == "opposite of hot"
+    assert embedder.correct("the cat sat") == "the cat sat"  # short or known words stay
