@@ -2,7 +2,7 @@
 
 Every brick is a real peft LoRA folder (a small random adapter of a tiny Llama base, made
 here) with a varied card (title, description and two examples drawn from word lists).
-Measured per size, in one process (times exclude Python start-up):
+Measured per size, in one process on one torch thread (times exclude Python start-up):
 
 - open: a fresh `Workspace` + its saved index, loaded and checked against the library
   (the embedder's own load included);
@@ -134,6 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 2000, 10000])
     args = parser.parse_args()
+    torch.set_num_threads(1)  # one thread per process, as a server per core runs; a shared CPU makes more threads spin
     embedder = load_embedder()
     rng = random.Random(0)  # the first 20 bricks' own examples: in every library, and they match
     queries = [e for i in range(20) for e in card_for(i, rng, "").examples]

@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from composer.library import BrickCard, BrickLibrary, LibraryError
+from composer.library import BrickCard, BrickLibrary
 from composer.storage import recover, write_json
 
 INDEX_FILE, META_FILE = "bricks.faiss", "bricks.json"
@@ -114,7 +114,7 @@ class BrickIndex:
                 if ok:
                     index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
                     if index.ntotal == len(meta["rows"]) and index.d == self._dim():
-                        self._set(index, list(meta["rows"]), dict(meta["texts"]))
+                        self._set(index, list(meta["rows"]), dict(meta["texts"]), cards)
                         if self._texts == {i: _texts_hash(c) for i, c in cards.items()}:
                             return self
                         return self._update(cards)
@@ -126,8 +126,9 @@ class BrickIndex:
         """Embed every healthy card from scratch and persist the index."""
         with self._lock:
             self._generation = self.library.generation()
-            self._set(new_faiss_index(self._dim(), self.kind), [], {})
-            return self._update(self._current())
+            cards = self._current()
+            self._set(new_faiss_index(self._dim(), self.kind), [], {}, cards)
+            return self._update(cards)
 
     def _update(self, cards: dict[str, BrickCard]) -> "BrickIndex":
         """Drop rows of removed or changed bricks, embed only added or changed cards, save."""
@@ -144,11 +145,11 @@ class BrickIndex:
         index = new_faiss_index(self._dim(), self.kind)
         if len(rows):
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        self._set(index, rows, {i: want[i] for i in set(rows)})
+        self._set(index, rows, {i: want[i] for i in set(rows)}, cards)
         self._save()
         return self
 
-    def _set(self, index, rows: list[str], texts: dict[str, str]) -> None:
+    def _set(self, index, rows: list[str], texts: dict[str, str], cards: dict[str, BrickCard]) -> None:
         self._index, self._rows, self._texts = index, rows, texts
         counts: dict[str, int] = {}
         for brick in rows:
@@ -156,11 +157,8 @@ class BrickIndex:
         self._widest = max(counts.values(), default=1)
         self._kinds = {}
         for brick in counts:
-            try:
-                kind = self.library.card(brick).kind
-            except LibraryError:  # broken since it was indexed: the next freshness check drops it
-                continue
-            self._kinds[kind] = self._kinds.get(kind, 0) + 1
+            if brick in cards:
+                self._kinds[cards[brick].kind] = self._kinds.get(cards[brick].kind, 0) + 1
 
     def _save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

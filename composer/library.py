@@ -141,7 +141,7 @@ class BrickLibrary:
             raise LibraryError(f"brick library not found: {self.root} is not a folder")
         self._cards: dict[str, tuple[_Stamp, BrickCard | LibraryError]] = {}
         self._digests: dict[str, tuple[tuple, str]] = {}
-        self._scan: tuple[tuple, dict[str, BrickEntry]] | None = None
+        self._scan: tuple[tuple, dict[str, tuple[tuple, BrickEntry]]] | None = None  # per folder: stamps, entry
         self._mutex = threading.RLock()
         self._flock = FileLock(str(self.root / LOCK))  # re-entrant within a thread
         try:  # crash recovery only while no other process writes (they hold the lock)
@@ -183,16 +183,22 @@ class BrickLibrary:
             if self._scan is None or self._scan[0] != gen:
                 names = sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.name != BASE_DIR
                                and (p.is_dir() or p.is_symlink()))
+                before = self._scan[1] if self._scan else {}
                 self._scan = (gen, {})
                 for name in names:
+                    stamps = (_stamp(self.root / name), _stamp(self.root / name / CARD))
+                    if name in before and before[name][0] == stamps:  # folder and card as they were
+                        self._scan[1][name] = before[name]
+                        continue
                     entry = self._entry(name)
                     if entry.ok or (self.root / name).exists() or (self.root / name).is_symlink():
-                        self._scan[1][name] = entry  # a folder swapped out meanwhile is skipped
+                        self._scan[1][name] = (stamps, entry)  # a folder swapped out meanwhile is skipped
             else:  # same folder set: refresh entries whose card changed in place
-                for name, entry in list(self._scan[1].items()):
+                for name in list(self._scan[1]):
                     if self._card_stale(name):
-                        self._scan[1][name] = self._entry(name)
-            return list(self._scan[1].values())
+                        self._scan[1][name] = ((_stamp(self.root / name), _stamp(self.root / name / CARD)),
+                                               self._entry(name))
+            return [entry for _, entry in self._scan[1].values()]
 
     def ids(self) -> list[str]:
         """Ids of the healthy bricks."""
