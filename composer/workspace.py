@@ -21,6 +21,10 @@ from composer.library import BrickCard, BrickEntry, BrickLibrary, Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 Progress = Callable[[int, int, float], None]  # (step, total steps, recent loss)
+# Up to this many bricks the index embeds with a retriever trained on the cards, retrained
+# when they change (seconds); above it, with the plain embedder: training is quadratic in the
+# number of card texts, and a write must stay incremental (only its own card embedded).
+TRAINED_UP_TO = 500
 
 
 class BrickInfo(BaseModel):
@@ -57,11 +61,19 @@ class Workspace:
         """The brick index, loaded (or rebuilt when stale) on first use."""
         with self._lock:
             if self._index is None:
-                from composer.index import BrickIndex, load_embedder
-
-                self._index = BrickIndex(self.library, self.index_folder, load_embedder(self.embedder_name),
-                                         self.embedder_name).load_or_build()
+                self._index = self._open_index().load_or_build()
             return self._index
+
+    def _open_index(self, retrain: bool = False):
+        """A BrickIndex whose embedder is the retriever trained for this library's cards
+        (`composer.retriever`), or the plain embedder for libraries above TRAINED_UP_TO bricks."""
+        from composer.index import BrickIndex, load_embedder
+        from composer.retriever import brick_embedder
+
+        if len(self.library.ids()) > TRAINED_UP_TO:
+            return BrickIndex(self.library, self.index_folder, load_embedder(self.embedder_name), self.embedder_name)
+        embedder, name = brick_embedder(self.library, self.index_folder, self.embedder_name, retrain=retrain)
+        return BrickIndex(self.library, self.index_folder, embedder, name)
 
     def list(self) -> list[BrickEntry]:
         """Every brick folder, healthy or broken (with the reason), sorted by id."""
@@ -135,14 +147,20 @@ class Workspace:
         return self._refreshed(self.library.rollback(brick_id, to))
 
     def reindex(self) -> int:
-        """Rebuild the index from scratch; returns the number of bricks indexed."""
+        """Train the retriever again and rebuild the index from scratch; returns the bricks indexed."""
         with self._lock:
-            self.index.build()
-            return len(set(self.index.rows))
+            self._index = self._open_index(retrain=True).build()
+            return len(set(self._index.rows))
 
     def _refresh(self) -> None:
+        """After a write: a small library's retriever is retrained on the new cards (and every
+        card embedded again); otherwise only the added or changed cards are embedded."""
+        from composer.retriever import is_stale
+
         with self._lock:
             if self._index is not None or self.index_folder.exists():
+                if len(self.library.ids()) <= TRAINED_UP_TO and is_stale(self.library, self.index_folder):
+                    self._index = None
                 self.index.fresh()
 
     def _refreshed(self, card: BrickCard) -> BrickCard:
