@@ -5,7 +5,8 @@ or upper-cases, the next brick sees capitals it never saw when it was trained on
 inputs only. Each brick continues from its shipped weights (peft, trainable) on inputs in
 lower, UPPER, Title and rAnDoM case with the skill's true output for each (a table key in any
 case is the same key), until a dev set in every case is solved or its budget ends. The card
-then records exact match per case (`source["case_exact_match"]`); `metrics` covers all cases.
+then records exact match per case (`source["case_exact_match"]`) next to the usual `metrics`;
+`--record` only measures shipped bricks per case.
 """
 
 from __future__ import annotations
