@@ -67,7 +67,7 @@ def new_faiss_index(dim: int, kind: str = "flat") -> faiss.Index:
         return faiss.IndexFlatIP(dim)
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction, index.hnsw.efSearch = 80, 128
+        index.hnsw.efConstruction, index.hnsw.efSearch = 80, 256
         return index
     raise ValueError(f"unknown index kind {kind!r}; choose flat or hnsw")
 

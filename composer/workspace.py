@@ -24,7 +24,7 @@ Progress = Callable[[int, int, float], None]  # (step, total steps, recent loss)
 # Up to this many bricks the index embeds with a retriever trained on the cards, retrained
 # when they change (seconds); above it, with the plain embedder: training is quadratic in the
 # number of card texts, and a write must stay incremental (only its own card embedded).
-TRAINED_UP_TO = 500
+TRAINED_UP_TO = 100
 
 
 class BrickInfo(BaseModel):
