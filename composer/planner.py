@@ -232,8 +232,8 @@ class HeuristicPlanner:
         candidates = sorted(candidates, reverse=True)[:CANDIDATES]  # the cheap score picks what to retrieve
         if not candidates:
             return step, None
-        best = self._best(list(dict.fromkeys(c[3] for c in candidates)))
-        best = dict(zip(dict.fromkeys(c[3] for c in candidates), best))
+        queries = list(dict.fromkeys([step, *(c[3] for c in candidates)]))
+        best = dict(zip(queries, self._best(queries)))
         scored = []
         for _, length, neg_i, rest, payload, cost in candidates:
             brick, score = best[rest]
@@ -242,6 +242,10 @@ class HeuristicPlanner:
             scored.append((round(total, 4), score, length, neg_i, rest, payload, brick))
         total, score, _, _, rest, payload, brick = max(scored)
         if score < self.payload_score:
+            return step, None
+        if best[step][1] >= score and payload.lower() not in keys.get(brick, ()):
+            explain.append(f"no payload inside {step!r}: as a whole it retrieves {best[step][0]} "
+                           f"{best[step][1]:.2f}, no worse than without {payload!r}")
             return step, None
         why = f"; {payload.lower()!r} is a known input of {brick}" if payload.lower() in keys.get(brick, ()) else ""
         explain.append(f"payload {payload!r} found inline in {step!r}: the rest, {rest!r}, retrieves {brick} "
