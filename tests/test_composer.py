@@ -5,7 +5,7 @@ import torch
 
 from composer import Composer
 from composer.composer import ItemError
-from composer.modes import NoBrickError, ComposerError
+from composer.modes import ComposerError, ModeSettings, NoBrickError
 from composer.engine.batch import Route
 from composer.prompt import render
 from composer.library import BrickLibrary
@@ -91,7 +91,9 @@ def test_forced_mixture_runs_weighted_rows(tmp_path, embedder_path):
     library = BrickLibrary(tmp_path / "lib", create=True)
     add_random_brick(library, base, "shout", "Convert letters to upper case.", ["Make it all caps"], seed=1)
     add_random_brick(library, base, "yell", "Write everything in capital letters.", ["Write it in capitals"], seed=2)
-    c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path)
+    # every brick eligible: the trained retriever tells these two apart, the modes must still mix both
+    c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path,
+                           settings=ModeSettings(threshold=-1.0))
     step = c.run("Make it all caps: hello", mode="mixture").steps[0]
     assert step.mode == "mixture" and set(step.used) == {"shout", "yell"}
     assert abs(sum(step.weights.values()) - 1) < 1e-3
@@ -101,7 +103,7 @@ def test_forced_mixture_runs_weighted_rows(tmp_path, embedder_path):
     merged = c.run("Make it all caps: hello", mode="merge").steps[0]
     assert merged.mode == "merge" and merged.weights == step.weights and "ties merge" in merged.note
     again = c.run("Make it all caps: hello", mode="merge").steps[0]
-    assert again.output == merged.output and len(c.engine._transient) == 1  # made once, reused
+    assert again.output == merged.output and len(c.engine.transient) == 1  # made once, reused
 
     routed = c.run("Make it all caps: hello", mode="arrow").steps[0]
     assert routed.mode == "arrow" and set(routed.used) == {"shout", "yell"} and routed.weights is None

@@ -5,6 +5,7 @@ import multiprocessing as mp
 import os
 import random
 import signal
+import threading
 import time
 
 import pytest
@@ -26,6 +27,9 @@ def _write(n):
 
 
 def _worker(root, index_dir, embedder, seed):
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())  # the inherited bar lock is shared with the parent: a kill must not hold it
     rng = random.Random(seed)
     library = BrickLibrary(root)
     index = BrickIndex(library, index_dir, embedder)
