@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.defaults import base
-from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, card_examples, eval_set, random_word
+from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, card_examples, eval_set
 from composer.library import BrickCard, Metrics, fingerprint
 from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -136,8 +136,9 @@ def said(skill_id: str, metrics: Metrics) -> str:
     return f"{skill_id}: exact match {metrics.exact_match:.2%} with brick, {metrics.base_exact_match:.2%} base alone"
 
 
-def remeasure(out: Path, ids: list[str]) -> None:
-    """Measure shipped bricks again (after a change to `eval_set`) and rewrite their cards."""
+def rewrite_cards(out: Path, ids: list[str], update) -> None:
+    """Load the base once and each brick in peft in turn; `update(card, skill, model, tokenizer)`
+    returns the card to write back (re-measured numbers of shipped bricks)."""
     from peft import PeftModel
 
     base_model = AutoModelForCausalLM.from_pretrained(out / "base", dtype=torch.float32)
@@ -145,10 +146,19 @@ def remeasure(out: Path, ids: list[str]) -> None:
     for skill_id in ids:
         model = PeftModel.from_pretrained(base_model, str(out / skill_id))
         card = BrickCard.model_validate_json((out / skill_id / "brick.json").read_text())
-        card.metrics = measure(SKILLS[skill_id], model, tokenizer)
+        card = update(card, SKILLS[skill_id], model, tokenizer)
         write_json(out / skill_id / "brick.json", card.model_dump())
-        print(said(skill_id, card.metrics), flush=True)
         base_model = model.unload()
+
+
+def remeasure(out: Path, ids: list[str]) -> None:
+    """Measure shipped bricks again (after a change to `eval_set`) and rewrite their cards."""
+    def update(card, skill, model, tokenizer):
+        card = card.model_copy(update={"metrics": measure(skill, model, tokenizer)})
+        print(said(skill.id, card.metrics), flush=True)
+        return card
+
+    rewrite_cards(out, ids, update)
 
 
 def _build_brick_job(skill_id: str, out: Path) -> dict:

@@ -89,18 +89,14 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
 
 def record_cases(bricks: Path, ids: list[str]) -> None:
     """Measure shipped bricks per input case, untrained, and record it on their cards."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from composer.defaults.build import rewrite_cards
 
-    base = AutoModelForCausalLM.from_pretrained(bricks / "base", dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(bricks / "base")
-    for skill_id in ids:
-        model = PeftModel.from_pretrained(base, str(bricks / skill_id))
-        card = BrickCard.model_validate_json((bricks / skill_id / "brick.json").read_text())
-        card.source = {**card.source, "case_exact_match": case_scores(SKILLS[skill_id], model, tokenizer)}
-        write_json(bricks / skill_id / "brick.json", card.model_dump())
-        print(skill_id, card.source["case_exact_match"], flush=True)
-        base = model.unload()
+    def update(card, skill, model, tokenizer):
+        cases = case_scores(skill, model, tokenizer)
+        print(skill.id, cases, flush=True)
+        return card.model_copy(update={"source": {**card.source, "case_exact_match": cases}})
+
+    rewrite_cards(bricks, ids, update)
 
 
 def main() -> None:
