@@ -1,7 +1,8 @@
 """README tables come from the committed result JSON, so README numbers cannot drift from them.
 
 A table sits in README between `<!-- table: NAME -->` and `<!-- /table -->`; NAME is a
-benchmark script whose `table(result)` renders `benchmarks/results/NAME.json`.
+benchmark script (or an example's script, `examples/*/NAME.py`) whose `table(result)` renders
+`benchmarks/results/NAME.json`.
 
     python benchmarks/readme_tables.py          # rewrite the tables in README.md
     python benchmarks/readme_tables.py --check  # exit 1 when README differs from the JSON
@@ -22,7 +23,7 @@ BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 def render(text: str) -> str:
     """README text with every marked table regenerated from its JSON."""
-    sys.path.insert(0, str(HERE))
+    sys.path[:0] = [str(HERE), *sorted({str(p.parent) for p in (HERE.parent / "examples").glob("*/*.py")})]
 
     def fill(m: re.Match) -> str:
         result = json.loads((HERE / "results" / f"{m.group(2)}.json").read_text())

@@ -20,9 +20,13 @@ bricks_app = typer.Typer(no_args_is_help=True, help="Inspect and manage the bric
 index_app = typer.Typer(no_args_is_help=True, help="The FAISS index of brick cards.")
 app.add_typer(bricks_app, name="bricks")
 app.add_typer(index_app, name="index")
+base_app = typer.Typer(no_args_is_help=True, help="Bring your own base model.")
+app.add_typer(base_app, name="base")
 
 _state: dict = {}
 MAX_CHARS = 200  # the Composer's default input limit, checked here before any model loads
+FORMATS_HELP = "Prompt format, plain or chat,"
+MAX_MINUTES_HELP = "Stop training after this many minutes and keep the best checkpoint so far."
 
 
 @app.callback()
@@ -147,10 +151,13 @@ def bricks_add(path: Path, id: Optional[str] = typer.Option(None, "--id", help="
                title: Optional[str] = typer.Option(None), description: Optional[str] = typer.Option(None),
                example: list[str] = typer.Option([], "--example", help="An instruction it serves (repeatable)."),
                force: bool = typer.Option(False, help="Accept a brick made for other weights of this architecture."),
-               max_rank: int = typer.Option(64, help="Largest rank the engine's slots hold.")):
+               max_rank: int = typer.Option(64, help="Largest rank the engine's slots hold."),
+               prompt_format: Optional[str] = typer.Option(None, "--prompt-format",
+                                                           help=f"{FORMATS_HELP} the adapter was trained in "
+                                                                "(default: its card's, else the library's).")):
     """Validate a peft LoRA folder against the base and add it to the library."""
     card = _workspace().add(path, brick_id=id, title=title, description=description, examples=example or None,
-                            force=force, max_rank=max_rank)
+                            force=force, max_rank=max_rank, prompt_format=prompt_format)
     typer.echo(f"added {card.id} (v{card.version})")
 
 
@@ -186,10 +193,18 @@ def bricks_merge(sources: list[str] = typer.Argument(..., help="ID[:WEIGHT] ..."
 @user_errors
 def bricks_train(id: str = typer.Option(..., "--id"), data: Path = typer.Option(..., help="JSONL of input/output."),
                  description: str = typer.Option(...), example: list[str] = typer.Option(..., "--example"),
-                 title: Optional[str] = typer.Option(None), steps: int = typer.Option(300), rank: int = typer.Option(16),
-                 lr: float = typer.Option(3e-3), seed: int = typer.Option(0)):
+                 title: Optional[str] = typer.Option(None),
+                 steps: Optional[int] = typer.Option(None, help="Training steps (default: by base size)."),
+                 rank: Optional[int] = typer.Option(None, help="LoRA rank (default: by base size)."),
+                 lr: Optional[float] = typer.Option(None, help="Learning rate (default: by base size)."),
+                 seed: int = typer.Option(0),
+                 max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help=MAX_MINUTES_HELP),
+                 prompt_format: Optional[str] = typer.Option(None, "--prompt-format",
+                                                             help=f"{FORMATS_HELP} (default: the library's; for a "
+                                                                  "new library chat if the base has a chat template).")):
     """Grow: train a new LoRA brick on your data, measure it on held-out rows, register it."""
-    card = _workspace().train(id, data, description, example, title=title, steps=steps, rank=rank, lr=lr, seed=seed)
+    card = _workspace().train(id, data, description, example, title=title, steps=steps, rank=rank, lr=lr, seed=seed,
+                              max_minutes=max_minutes, prompt_format=prompt_format)
     m = card.metrics
     typer.echo(f"trained {card.id} v{card.version}: exact match {m.exact_match:.0%} "
                f"(base alone {m.base_exact_match:.0%}) on {m.eval}")
@@ -197,10 +212,13 @@ def bricks_train(id: str = typer.Option(..., "--id"), data: Path = typer.Option(
 
 @bricks_app.command("update")
 @user_errors
-def bricks_update(brick_id: str, data: Path = typer.Option(...), steps: int = typer.Option(200),
-                  lr: float = typer.Option(2e-3), seed: int = typer.Option(0)):
+def bricks_update(brick_id: str, data: Path = typer.Option(...),
+                  steps: Optional[int] = typer.Option(None, help="Training steps (default: by base size)."),
+                  lr: Optional[float] = typer.Option(None, help="Learning rate (default: by base size)."),
+                  seed: int = typer.Option(0),
+                  max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help=MAX_MINUTES_HELP)):
     """Continue training a brick on new data; the result becomes its next version."""
-    card = _workspace().update(brick_id, data, steps=steps, lr=lr, seed=seed)
+    card = _workspace().update(brick_id, data, steps=steps, lr=lr, seed=seed, max_minutes=max_minutes)
     typer.echo(f"updated {card.id} to v{card.version}: exact match {card.metrics.exact_match:.0%} on {card.metrics.eval}")
 
 
@@ -278,6 +296,18 @@ def index_build():
     workspace = _workspace()
     bricks = workspace.reindex()
     typer.echo(f"indexed {len(workspace.index.rows)} texts of {bricks} bricks into {workspace.index_folder}")
+
+
+@base_app.command("import")
+@user_errors
+def base_import(source: Path = typer.Argument(..., help="A .gguf file, a folder holding one, or a Hugging Face "
+                                                        "model folder."),
+                dest: Path = typer.Argument(..., help="New folder for the safetensors model and its tokenizer."),
+                dtype: str = typer.Option("bfloat16", help="float32, bfloat16 or float16.")):
+    """Import a model (GGUF or Hugging Face) as a safetensors base folder, checked by reloading it."""
+    from composer.base_import import import_base
+
+    typer.echo(import_base(source, dest, dtype=dtype).summary())
 
 
 @app.command()

@@ -26,7 +26,7 @@ from composer.errors import ComposerError
 from composer.index import BrickHit, BrickIndex
 from composer.modes import Choice, ModeSettings, check_mode, choose_step
 from composer.planner import HeuristicPlanner, Mode, Plan, Planner
-from composer.prompt import render
+from composer.prompt import PromptFormat, prompt_format, resolve_format
 from composer.storage import atomic_dir
 from composer.text import check_text
 
@@ -105,6 +105,7 @@ class Composer:
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
         self._scratch = tempfile.TemporaryDirectory(prefix="composer-merges-")  # merge-mode bricks
         self._merges: OrderedDict[str, str] = OrderedDict()
+        self._formats: dict[str, PromptFormat] = {}
         self._lock = threading.RLock()  # one request batch at a time; the engine is shared
 
     @classmethod
@@ -126,6 +127,15 @@ class Composer:
     @property
     def library(self):
         return self.engine.library
+
+    @property
+    def prompt(self) -> PromptFormat:
+        """The prompt format of the library's bricks (the base's default for an empty one):
+        every step renders in it, so a brick runs in the format it was trained in."""
+        name = resolve_format(self.library.prompt_format, bool(self.library.ids()), self.engine.tokenizer)
+        if name not in self._formats:
+            self._formats[name] = prompt_format(name, self.engine.tokenizer)
+        return self._formats[name]
 
     # -- verbs ---------------------------------------------------------------------------
     def retrieve(self, query: str, k: int = 3) -> list[BrickHit]:
@@ -191,7 +201,7 @@ class Composer:
                 choice = Choice("emergent" if sparse else "single", None if sparse else {brick_id: 1.0}, [brick_id],
                                 None if sparse else {brick_id: 1.0}, note, [BrickHit(id=brick_id, score=1.0)],
                                 brick_id if sparse else None)
-                prompt = render(card.examples[0], text)
+                prompt = self.prompt.render(card.examples[0], text)
                 batch.check_length(prompt, 0)
                 rows.append((i, card.examples[0], choice, prompt))
             except ComposerError as err:
@@ -319,7 +329,7 @@ class _Batch:
             for i, q, h in zip(live, queries, hits):
                 try:
                     choice = choose_step(h, plans[i].steps[depth].mode, self.settings, c, c.kind, k)
-                    prompt = render(q, current[i])
+                    prompt = c.prompt.render(q, current[i])
                     self.check_length(prompt, depth)
                     rows.append((i, q, choice, prompt))
                 except ComposerError as err:

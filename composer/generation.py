@@ -2,7 +2,8 @@
 
 Prompts are left-padded so every row's next token sits in the last column and each row keeps
 its position in the batch for the whole decode (the engine's per-row brick mapping relies on
-that); decoding stops per row at EOS and for the batch at `max_new_tokens`. Sampling draws
+that); decoding stops per row at EOS or a chat template's end-of-turn token (`stop_ids`) and
+for the batch at `max_new_tokens`. Sampling draws
 from softmax(logits / temperature) restricted to the smallest top-p nucleus (no top-k cut);
 a `seed` makes it reproducible without touching the caller's global RNG.
 """
@@ -13,6 +14,8 @@ import contextlib
 from typing import Iterator, Sequence
 
 import torch
+
+from composer.prompt import stop_ids
 
 
 def sampling_options(do_sample: bool, temperature: float, top_p: float) -> dict:
@@ -45,6 +48,7 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48,
     device = next(model.parameters()).device
     options = sampling_options(do_sample, temperature, top_p)
     outputs: list[str] = []
+    stops = stop_ids(tokenizer)
     with seeded(seed, device):
         for start in range(0, len(prompts), batch_size):
             ids, mask = left_pad(tokenizer, prompts[start:start + batch_size], device)
@@ -52,7 +56,7 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 48,
             if adapter_names is not None:
                 extra["adapter_names"] = list(adapter_names[start:start + batch_size])
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stops,
                                  **options, **extra)
             outputs += tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
     return outputs

@@ -30,7 +30,7 @@ from composer.storage import atomic_dir, recover, write_json, write_text
 CARD = "brick.json"
 ADAPTER_CONFIG, ADAPTER_WEIGHTS, MASKS = "adapter_config.json", "adapter_model.safetensors", "masks.safetensors"
 DIGESTED = (CARD, ADAPTER_CONFIG, ADAPTER_WEIGHTS, MASKS)
-LOCK, GENERATION = ".library.lock", ".generation"
+LOCK, GENERATION, META = ".library.lock", ".generation", "library.json"
 PICKLES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 HISTORY = ".versions"  # inside a brick folder: one full snapshot per older version
 BASE_DIR = "base"
@@ -56,6 +56,7 @@ class BrickCard(BaseModel):
     description: str
     examples: list[str] = Field(min_length=1)
     kind: Literal["customized", "emergent"] = "customized"
+    prompt_format: Literal["plain", "chat"] = "plain"  # what it was trained on (composer.prompt)
     base_fingerprint: str
     base_architecture: str = ""
     metrics: Metrics | None = None
@@ -93,6 +94,13 @@ def fingerprint(model) -> str:
         h.update(f"{name}:{tuple(tensor.shape)}".encode())
         h.update(flat.to(device="cpu", dtype=torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+class LibraryMeta(BaseModel):
+    """`library.json`: what every brick of the library shares. Libraries made before it
+    existed have none and use the plain prompt format."""
+
+    prompt_format: Literal["plain", "chat"]
 
 
 class BrickEntry(BaseModel):
@@ -142,6 +150,7 @@ class BrickLibrary:
         self._cards: dict[str, tuple[_Stamp, BrickCard | LibraryError]] = {}
         self._digests: dict[str, tuple[tuple, str]] = {}
         self._scan: tuple[tuple, dict[str, tuple[tuple, BrickEntry]]] | None = None  # per folder: stamps, entry
+        self._meta: tuple[_Stamp | None, str | None] = (None, None)  # library.json: stamp, prompt format
         self._mutex = threading.RLock()
         self._flock = FileLock(str(self.root / LOCK))  # re-entrant within a thread
         try:  # crash recovery only while no other process writes (they hold the lock)
@@ -170,6 +179,20 @@ class BrickLibrary:
 
     def path(self, brick_id: str) -> Path:
         return self.root / check_id(brick_id)
+
+    @property
+    def prompt_format(self) -> str | None:
+        """The prompt format recorded for this library's bricks, or None (none recorded yet:
+        plain, if the library has bricks)."""
+        path = self.root / META
+        stamp = _stamp(path)
+        if self._meta[0] != stamp:
+            try:
+                value = None if stamp is None else LibraryMeta.model_validate_json(path.read_bytes()).prompt_format
+            except (ValidationError, ValueError, OSError) as err:
+                raise LibraryError(f"corrupt {path}: {str(err).splitlines()[0]}") from None
+            self._meta = (stamp, value)
+        return self._meta[1]
 
     def generation(self) -> tuple:
         """Changes whenever a brick folder is added, replaced or removed (every write renames
@@ -213,7 +236,7 @@ class BrickLibrary:
         card = self._read_card(brick_id)
         if isinstance(card, LibraryError):
             raise card
-        problem = _files_problem(folder, card)
+        problem = _files_problem(folder, card) or self._format_problem(card)
         if problem:
             raise LibraryError(f"brick {brick_id!r} is broken: {problem}")
         return card
@@ -292,8 +315,15 @@ class BrickLibrary:
         card = self._read_card(name)
         if isinstance(card, LibraryError):
             return BrickEntry(id=name, ok=False, problem=str(card))
-        problem = _files_problem(folder, card)
+        problem = _files_problem(folder, card) or self._format_problem(card)
         return BrickEntry(id=name, ok=not problem, card=card, problem=problem)
+
+    def _format_problem(self, card: BrickCard) -> str | None:
+        library = self.prompt_format or "plain"
+        if card.prompt_format != library:
+            return (f"trained in the {card.prompt_format} prompt format, but this library's bricks use {library}; "
+                    "a brick never runs in a format it was not trained in")
+        return None
 
     def write_card(self, card: BrickCard) -> None:
         """Replace a brick's card in place (e.g. new metrics); the root is touched so every
@@ -334,7 +364,8 @@ class BrickLibrary:
 
         A new id starts at version 1. With `new_version`, the active files are kept as a
         snapshot under `.versions/v<N>` and the new files become version max+1; without it an
-        existing id is refused (no silent overwrite).
+        existing id is refused (no silent overwrite). The first brick of a library without
+        a recorded prompt format records its own; any other must match the library's.
         """
         path = self.path(brick_id)
         with self.locked():
@@ -353,9 +384,22 @@ class BrickLibrary:
                     _snapshot(path, tmp / HISTORY / f"v{current.version}")
                     version = max(self.versions(brick_id)) + 1
                 card = write(tmp).model_copy(update={"id": brick_id, "version": version})
+                self._check_format(brick_id, card.prompt_format)
                 write_json(tmp / CARD, card.model_dump())
                 _normalize_modes(tmp)
         return card
+
+    def _check_format(self, brick_id: str, name: str) -> None:
+        """Record `name` as the library's prompt format if it has none and no other brick;
+        refuse a brick in another format than the library's (under the lock)."""
+        recorded = self.prompt_format
+        if recorded is None and not [i for i in self.ids() if i != brick_id]:
+            write_json(self.root / META, LibraryMeta(prompt_format=name).model_dump())
+            return
+        library = recorded or "plain"
+        if name != library:
+            raise LibraryError(f"brick {brick_id!r} was trained in the {name} prompt format, but this library's "
+                               f"bricks use {library}; train it in {library}, or start a library for {name} bricks")
 
     def versions(self, brick_id: str) -> list[int]:
         """Every version kept for a brick, the active one included, ascending."""

@@ -30,6 +30,15 @@ def load_tokenizer(path: Path):
     return (cls or AutoTokenizer).from_pretrained(path)
 
 
+def max_positions(config) -> int | None:
+    """The longest sequence (prompt + generated tokens) a model was built for, from its config."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def load_base(path: str | Path, device: str | None = None):
     """(model, tokenizer) from a Hugging Face folder, loaded offline, in eval mode."""
     path = Path(path)

@@ -104,14 +104,17 @@ class Workspace:
     # -- writing: each verb under the library lock, then an incremental index refresh --------
     def add(self, folder: str | Path, *, brick_id: str | None = None, title: str | None = None,
             description: str | None = None, examples: Sequence[str] | None = None, force: bool = False,
-            max_rank: int = 64) -> BrickCard:
-        """Validate a peft LoRA folder against the base and register it."""
+            max_rank: int = 64, prompt_format: str | None = None) -> BrickCard:
+        """Validate a peft LoRA folder against the base and register it. `prompt_format`: the
+        one the adapter was trained in (default: its card's, else the library's)."""
         from composer.models import load_base
         from composer.ops.add import add_brick
+        from composer.prompt import library_format
 
-        base, _ = load_base(self.base_path, "cpu")
+        base, tokenizer = load_base(self.base_path, "cpu")
         card = add_brick(self.library, folder, base, brick_id=brick_id, title=title, description=description,
-                         examples=list(examples) if examples else None, force=force, max_rank=max_rank)
+                         examples=list(examples) if examples else None, force=force, max_rank=max_rank,
+                         prompt_format=prompt_format, library_format=library_format(self.library, tokenizer).name)
         return self._refreshed(card)
 
     def remove(self, brick_id: str) -> None:
@@ -125,23 +128,26 @@ class Workspace:
         return self._refreshed(merge_bricks(self.library, list(sources), into, method, **params))
 
     def train(self, brick_id: str, data: str | Path, description: str, examples: Sequence[str], *,
-              title: str | None = None, steps: int = 300, rank: int = 16, lr: float = 3e-3, seed: int = 0,
+              title: str | None = None, steps: int | None = None, rank: int | None = None, lr: float | None = None,
+              seed: int = 0, max_minutes: float | None = None, prompt_format: str | None = None,
               progress: bool | Progress = True) -> BrickCard:
-        """Grow: train a new LoRA brick on a JSONL of input/output rows, measure it, register it."""
-        from composer.ops.grow import grow
+        """Grow: train a new LoRA brick on a JSONL of input/output rows, measure it, register it.
+        Steps, rank and lr default by base size; `prompt_format` defaults to the library's
+        (for a new library: chat if the base has a chat template)."""
+        from composer.ops.grow import Budget, grow
 
+        budget = Budget(steps=steps, lr=lr, rank=rank, seed=seed, max_minutes=max_minutes)
         card = grow(self.library, self.base_path, brick_id, data, description, list(examples), title=title,
-                    config=_train_config(steps, seed, lr), rank=rank, alpha=2 * rank, progress=progress)
+                    budget=budget, prompt_format=prompt_format, progress=progress)
         return self._refreshed(card)
 
-    def update(self, brick_id: str, data: str | Path, *, steps: int = 200, lr: float = 2e-3, seed: int = 0,
-               progress: bool | Progress = True) -> BrickCard:
+    def update(self, brick_id: str, data: str | Path, *, steps: int | None = None, lr: float | None = None,
+               seed: int = 0, max_minutes: float | None = None, progress: bool | Progress = True) -> BrickCard:
         """Continue training a brick on new data; the result becomes its next version."""
-        from composer.ops.grow import update
+        from composer.ops.grow import Budget, update
 
-        card = update(self.library, self.base_path, brick_id, data, config=_train_config(steps, seed, lr),
-                      progress=progress)
-        return self._refreshed(card)
+        budget = Budget(steps=steps, lr=lr, seed=seed, max_minutes=max_minutes)
+        return self._refreshed(update(self.library, self.base_path, brick_id, data, budget=budget, progress=progress))
 
     def rollback(self, brick_id: str, to: int | None = None) -> BrickCard:
         return self._refreshed(self.library.rollback(brick_id, to))
@@ -166,11 +172,3 @@ class Workspace:
     def _refreshed(self, card: BrickCard) -> BrickCard:
         self._refresh()
         return card
-
-
-def _train_config(steps: int, seed: int, lr: float):
-    from composer.ops.train import TrainConfig
-
-    if steps < 1:
-        raise ComposerError(f"steps must be at least 1, got {steps}")
-    return TrainConfig(steps=steps, batch_size=16, lr=lr, warmup=min(30, steps // 5 + 1), seed=seed)

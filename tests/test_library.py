@@ -115,5 +115,5 @@ def test_a_failing_write_changes_nothing(tmp_path):
 
 
 def _entries(root):
-    """What is in a library folder besides its lock and generation files."""
-    return sorted(p.name for p in root.iterdir() if p.name not in (".library.lock", ".generation"))
+    """What is in a library folder besides its lock, generation and library.json files."""
+    return sorted(p.name for p in root.iterdir() if p.name not in (".library.lock", ".generation", "library.json"))

@@ -45,6 +45,7 @@ from composer.engine.layers import inject
 from composer.engine.slots import SlotManager, plan_waves
 from composer.generation import generate, sampling_options, seeded
 from composer.library import BrickLibrary, fingerprint
+from composer.models import max_positions
 
 Mix = Mapping[str, float] | Route | None
 T = TypeVar("T")
@@ -186,12 +187,7 @@ class Engine:
     @property
     def max_positions(self) -> int | None:
         """The longest sequence (prompt + generated tokens) the base model was built for."""
-        config = self.model.config
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return max_positions(self.model.config)
 
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.tokenizer.encode(prompt, add_special_tokens=False))

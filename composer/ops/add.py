@@ -15,14 +15,18 @@ from composer.errors import ComposerError
 from composer.library import CARD, BrickCard, BrickLibrary, check_id
 from composer.formats import CONFIG, PREFIX, WEIGHTS
 from composer.ops.validate import architecture, validate_adapter
+from composer.prompt import FORMATS
 
 
 def add_brick(library: BrickLibrary, folder: str | Path, base_model, *, brick_id: str | None = None,
               title: str | None = None, description: str | None = None, examples: list[str] | None = None,
-              force: bool = False, max_rank: int = 64, base_fingerprint: str | None = None) -> BrickCard:
+              force: bool = False, max_rank: int = 64, base_fingerprint: str | None = None,
+              prompt_format: str | None = None, library_format: str = "plain") -> BrickCard:
     """Validate `folder` against `base_model` and register it as `brick_id` (default: folder name).
 
-    Card fields not given fall back to the folder's own `brick.json`, if it has one.
+    Card fields not given fall back to the folder's own `brick.json`, if it has one. The
+    prompt format the adapter was trained in: as given, else its own card's, else the
+    library's (`library_format`); the library refuses one that differs from its bricks'.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -36,6 +40,9 @@ def add_brick(library: BrickLibrary, folder: str | Path, base_model, *, brick_id
     if not description or not examples:
         raise ComposerError("a brick needs a description and at least one example instruction "
                             "(--description, --example) so the index can find it")
+    prompt_format = prompt_format or own.get("prompt_format") or library_format
+    if prompt_format not in FORMATS:
+        raise ComposerError(f"unknown prompt format {prompt_format!r}; choose one of {', '.join(FORMATS)}")
     checked = validate_adapter(folder, base_model, max_rank, force=force, base_fingerprint=base_fingerprint)
     tensors = {}
     for name, factors in checked.modules.items():
@@ -51,6 +58,6 @@ def add_brick(library: BrickLibrary, folder: str | Path, base_model, *, brick_id
         return BrickCard(id=brick_id, title=title or own.get("title") or brick_id.replace("_", " ").title(),
                          description=description, examples=list(examples), kind="customized",
                          base_fingerprint=checked.base_fingerprint, base_architecture=architecture(base_model),
-                         source=source)
+                         prompt_format=prompt_format, source=source)
 
     return library.commit(brick_id, write)

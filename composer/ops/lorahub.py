@@ -38,6 +38,7 @@ from composer.ops.merge import Adapter, MergedAdapter, merge_adapters, merge_bri
 from composer.ops.merge.cat import cat
 from composer.formats import read_lora_folder
 from composer.ops.train import Example, encode_batch
+from composer.prompt import library_format
 
 MAX_EXAMPLES = 10
 
@@ -128,7 +129,7 @@ def lorahub_search(model, tokenizer, library: BrickLibrary, brick_ids: Sequence[
     adapters = [read_lora_folder(library.path(i)).modules for i in ids]
 
     device = next(model.parameters()).device
-    batch = encode_batch(tokenizer, examples, device)
+    batch = encode_batch(tokenizer, examples, device, library_format(library, tokenizer))
     n = len(ids)
     coef = torch.zeros(n, device=device)
 

@@ -3,20 +3,27 @@ model, for the default bricks and for growing or updating a user's brick.
 
 Loss is taken on the answer tokens and EOS only, so the model learns to answer, not to
 re-type prompts. Whatever parameters have `requires_grad` are trained: all of them for
-the base, only LoRA matrices for a brick.
+the base, only LoRA matrices for a brick. Prompts render in the library's `PromptFormat`
+(plain when none is given), and the answer ends with the format's end-of-answer token.
+
+`plan_for(model)` picks brick-training defaults by model size, so a 135M-parameter instruct
+model on a laptop CPU gets attention-only LoRA and a step count that finishes in minutes,
+not the tiny default's; `train(..., deadline=)` stops at a wall-clock limit and keeps the best
+checkpoint seen.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from tqdm import tqdm
 
-from composer.prompt import render
+from composer.prompt import PlainFormat, PromptFormat
 
 Example = tuple[str, str, str]  # (instruction, input, output)
 Sampler = Callable[[random.Random, int], Sequence[Example]]
@@ -32,12 +39,14 @@ class TrainConfig:
     seed: int = 0
 
 
-def encode_batch(tokenizer, batch: Sequence[Example], device) -> dict[str, torch.Tensor]:
-    """Right-padded ids, attention mask and labels (-100 everywhere but answer + EOS)."""
+def encode_batch(tokenizer, batch: Sequence[Example], device, fmt: PromptFormat | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Right-padded ids, attention mask and labels (-100 everywhere but answer + its end token)."""
+    fmt = fmt or PlainFormat(tokenizer)
     rows, labels = [], []
     for instruction, text, answer in batch:
-        prompt = tokenizer.encode(render(instruction, text), add_special_tokens=False)
-        target = tokenizer.encode(answer, add_special_tokens=False) + [tokenizer.eos_token_id]
+        prompt = tokenizer.encode(fmt.render(instruction, text), add_special_tokens=False)
+        target = tokenizer.encode(answer, add_special_tokens=False) + [fmt.answer_end]
         rows.append(prompt + target)
         labels.append([-100] * len(prompt) + target)
     width = max(map(len, rows))
@@ -53,12 +62,12 @@ Progress = Callable[[int, int, float], None]  # (steps done, total steps, recent
 
 def train(model, tokenizer, sample: Sampler, config: TrainConfig, desc: str = "train",
           progress: bool | Progress = True, done: Callable[[], bool] | None = None,
-          check_every: int = 100) -> list[float]:
+          check_every: int = 100, fmt: PromptFormat | None = None, deadline: float | None = None) -> list[float]:
     """AdamW with linear warm-up and cosine decay; returns the loss of every step.
 
     `progress`: a terminal bar (True), nothing (False), or a callback after every step (a UI's
     live bar). `done`, asked every `check_every` steps, ends training early (e.g. a dev set is
-    solved).
+    solved). `deadline` (a `time.monotonic()` value) ends it when the time is up.
     """
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
@@ -79,7 +88,7 @@ def train(model, tokenizer, sample: Sampler, config: TrainConfig, desc: str = "t
     losses = []
     bar = tqdm(range(config.steps), desc=desc, disable=progress is not True, mininterval=2)
     for _ in bar:
-        batch = encode_batch(tokenizer, sample(rng, config.batch_size), device)
+        batch = encode_batch(tokenizer, sample(rng, config.batch_size), device, fmt)
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -97,22 +106,112 @@ def train(model, tokenizer, sample: Sampler, config: TrainConfig, desc: str = "t
             model.train()
             if finished:
                 break
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    bar.close()
     model.eval()
     return losses
 
 
-def add_lora(model, r: int = 16, alpha: int = 32, target_modules: str | list[str] = "all-linear"):
+class BestCheckpoint:
+    """Keeps the trainable weights with the best dev score seen, so a run stopped early (or
+    one that overfits late) still ends on its best checkpoint. Use as `train(done=...)`, call
+    once more after training, then `restore()`."""
+
+    def __init__(self, model, score: Callable[[], float]):
+        self.model, self.score = model, score
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        self.calls = 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        value = self.score()
+        if self.best is None or value > self.best[0]:
+            state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+            self.best = (value, self.calls, state)
+        return False  # the user's step budget stands; only the deadline ends a run early
+
+    def restore(self) -> tuple[float, int] | None:
+        """Put the best weights back; (its dev score, the check it was found at), or None."""
+        if self.best is None:
+            return None
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.best[2].items():
+                params[name].copy_(value)
+        return self.best[0], self.best[1]
+
+
+@dataclass(frozen=True)
+class BrickPlan:
+    """How to train a brick on one base: steps, optimiser, LoRA shape, memory saving."""
+
+    steps: int
+    lr: float
+    rank: int
+    targets: str | list[str]
+    batch_size: int
+    checkpointing: bool = False
+
+
+def plan_for(model) -> BrickPlan:
+    """Defaults by base size, for a CPU. Small bases learn fast with every linear layer adapted;
+    above ~50M parameters a step costs seconds, so LoRA goes on attention only (a third of the
+    trainable weights for most of the quality on format and string skills), with fewer, smaller
+    steps; above 1B, gradient checkpointing trades a third more time for activations that fit."""
+    n = sum(p.numel() for p in model.parameters())
+    if n <= 50_000_000:
+        return BrickPlan(steps=300, lr=3e-3, rank=16, targets="all-linear", batch_size=16)
+    targets = attention_targets(model) or "all-linear"
+    if n <= 1_000_000_000:
+        return BrickPlan(steps=120, lr=1e-3, rank=8, targets=targets, batch_size=8)
+    return BrickPlan(steps=80, lr=5e-4, rank=8, targets=targets, batch_size=4, checkpointing=True)
+
+
+def attention_targets(model) -> list[str]:
+    """The linear layers inside attention blocks, any architecture, as peft target suffixes
+    `<block>.<layer>`: `self_attn.q_proj` (Llama, Qwen, Mistral), `attn.c_attn` and
+    `attn.c_proj` (GPT-2, whose MLP has a `c_proj` too), `self_attention.dense` (Falcon)."""
+    from transformers.pytorch_utils import Conv1D
+
+    names = set()
+    for path, module in model.named_modules():
+        parts = path.split(".")
+        if len(parts) >= 2 and isinstance(module, (torch.nn.Linear, Conv1D)) \
+                and ("attn" in parts[-2].lower() or "attention" in parts[-2].lower()):
+            names.add(".".join(parts[-2:]))
+    return sorted(names)
+
+
+def seconds_per_step(model, tokenizer, batch: Sequence[Example], fmt: PromptFormat | None = None) -> float:
+    """Time of one forward + backward on `batch` (gradients dropped): what a step will cost,
+    told before training starts."""
+    model.train()
+    start = time.perf_counter()
+    model(**encode_batch(tokenizer, batch, next(model.parameters()).device, fmt)).loss.backward()
+    elapsed = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    return elapsed
+
+
+def add_lora(model, r: int = 16, alpha: int = 32, target_modules: str | list[str] = "all-linear",
+             checkpointing: bool = False):
     """Wrap a base model with one trainable LoRA adapter (peft), every other weight frozen."""
     from peft import LoraConfig, get_peft_model
 
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=target_modules, lora_dropout=0.0,
                         bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
-def exact_match(model, tokenizer, examples: Sequence[Example], max_new_tokens: int = 48) -> float:
+def exact_match(model, tokenizer, examples: Sequence[Example], max_new_tokens: int = 48,
+                fmt: PromptFormat | None = None) -> float:
     """Share of examples whose greedy answer equals the output, surrounding whitespace ignored."""
     from composer.generation import generate
 
-    answers = generate(model, tokenizer, [render(i, x) for i, x, _ in examples], max_new_tokens=max_new_tokens)
+    fmt = fmt or PlainFormat(tokenizer)
+    answers = generate(model, tokenizer, [fmt.render(i, x) for i, x, _ in examples], max_new_tokens=max_new_tokens)
     return sum(a.strip() == y.strip() for a, (_, _, y) in zip(answers, examples)) / max(1, len(examples))
