@@ -206,8 +206,9 @@ def bricks_train(id: str = typer.Option(..., "--id"), data: Path = typer.Option(
     card = _workspace().train(id, data, description, example, title=title, steps=steps, rank=rank, lr=lr, seed=seed,
                               max_minutes=max_minutes, prompt_format=prompt_format)
     m = card.metrics
+    early = " (stopped by --max-minutes, best checkpoint kept)" if card.source.get("stopped_early") else ""
     typer.echo(f"trained {card.id} v{card.version}: exact match {m.exact_match:.0%} "
-               f"(base alone {m.base_exact_match:.0%}) on {m.eval}")
+               f"(base alone {m.base_exact_match:.0%}) on {m.eval}; {card.source['steps']} steps{early}")
 
 
 @bricks_app.command("update")

@@ -200,8 +200,12 @@ def add_lora(model, r: int = 16, alpha: int = 32, target_modules: str | list[str
     """Wrap a base model with one trainable LoRA adapter (peft), every other weight frozen."""
     from peft import LoraConfig, get_peft_model
 
-    if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if checkpointing:  # transformers 5 renamed it; 4.x has only the old name
+        enable = getattr(model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=target_modules, lora_dropout=0.0,
                         bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
