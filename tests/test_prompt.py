@@ -110,3 +110,21 @@ def test_a_brick_copied_in_from_another_format_is_quarantined(tmp_path):
 def test_plain_format_object_matches_the_template(tmp_path):
     _, tokenizer = load_base(save_base(tiny_model("gpt2"), tmp_path / "base"), "cpu")
     assert isinstance(prompt_format(default_format(tokenizer), tokenizer), PlainFormat)
+
+
+def test_an_imported_adapter_takes_the_library_format_unless_told(tmp_path):
+    from composer.workspace import Workspace
+    from tests.helpers import add_random_brick
+
+    chat_base("llama", tmp_path / "lib" / "base")
+    base, _ = load_base(tmp_path / "lib" / "base", "cpu")
+    folder = add_random_brick(BrickLibrary(tmp_path / "outside", create=True), base, "shout", "caps", ["Shout it"])
+    (folder / "brick.json").unlink()  # a plain peft folder, as users have them
+    ws = Workspace(tmp_path / "lib")
+    grow(ws.library, ws.library.base_path, "double", write_rows(tmp_path / "d.jsonl"), "Write the text twice",
+         ["Say it twice"], budget=Budget(steps=2, rank=4), progress=False)
+    with pytest.raises(LibraryError, match="trained in the plain prompt format, but this library's bricks use chat"):
+        ws.add(folder, brick_id="caps", description="Upper case", examples=["Shout it"], prompt_format="plain")
+    assert ws.library.ids() == ["double"]
+    card = ws.add(folder, brick_id="caps", description="Upper case", examples=["Shout it"])
+    assert card.prompt_format == "chat" and ws.library.ids() == ["caps", "double"]
