@@ -110,7 +110,7 @@ def _check_lengths(rows: list[Example], tokenizer, fmt: PromptFormat, limit: int
     """Every training row fits the base's positions (prompt, answer and its end token)."""
     if limit is None:
         return
-    for n, (instruction, x, y) in enumerate(rows, 1):
+    for instruction, x, y in rows:
         size = len(tokenizer.encode(fmt.render(instruction, x) + y, add_special_tokens=False)) + 1
         if size > limit:
             raise ComposerError(f"training row with input {x[:40]!r}: {size} tokens in the {fmt.name} prompt "

@@ -37,8 +37,8 @@ def test_plan_for_grows_cautious_with_size():
             self.weight = torch.nn.Parameter(torch.empty(n), requires_grad=False)
 
     medium, large = plan_for(Big(135_000_000)), plan_for(Big(1_500_000_000))
-    assert medium.targets == ["self_attn.q_proj"] and medium.steps < small.steps and medium.lr < small.lr
-    assert large.checkpointing and large.batch_size < medium.batch_size
+    assert medium.targets == "all-linear" and medium.steps < small.steps and medium.lr < small.lr
+    assert large.targets == ["self_attn.q_proj"] and large.checkpointing and large.batch_size < medium.batch_size
 
 
 def test_seconds_per_step_leaves_no_gradients(tmp_path):
