@@ -126,7 +126,7 @@ class BestCheckpoint:
     def __call__(self) -> bool:
         self.calls += 1
         value = self.score()
-        if self.best is None or value > self.best[0]:
+        if self.best is None or value >= self.best[0]:  # a tie goes to the later, longer-trained weights
             state = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
             self.best = (value, self.calls, state)
         return False  # the user's step budget stands; only the deadline ends a run early

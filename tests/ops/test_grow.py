@@ -73,12 +73,12 @@ def test_a_grown_brick_is_retrieved_by_composer_run(env):
 def test_max_minutes_stops_early_and_keeps_the_best_dev_checkpoint(tmp_path):
     save_base(tiny_model("llama"), tmp_path / "lib" / "base")
     library = BrickLibrary(tmp_path / "lib")
-    rows = [{"input": f"w{i}", "output": f"w{i}w{i}"} for i in range(40)]
+    rows = [{"input": f"w{i}", "output": f"w{i}w{i}"} for i in range(110)]
     card = grow(library, library.base_path, "double", data(tmp_path / "d.jsonl", rows), "Double", ["Say it twice"],
                 budget=Budget(steps=100_000, max_minutes=0.05), progress=False)
     assert card.source["stopped_early"] and 0 < card.source["steps"] < 100_000
     best = card.source["best_checkpoint"]
-    assert best["dev_rows"] == 3 and best["checks"] >= 1 and 0 <= best["dev_exact_match"] <= 1
+    assert best["dev_rows"] == 8 and best["checks"] >= 1 and 0 <= best["dev_exact_match"] <= 1
 
 
 def test_a_training_row_longer_than_the_base_takes_is_refused(env, tmp_path):

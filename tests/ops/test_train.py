@@ -52,13 +52,13 @@ def test_seconds_per_step_leaves_no_gradients(tmp_path):
 
 def test_best_checkpoint_restores_the_best_scored_weights():
     model = torch.nn.Linear(2, 2)
-    scores = iter([0.5, 0.9, 0.1])
+    scores = iter([0.5, 0.9, 0.1, 0.9, 0.2])
     best = BestCheckpoint(model, lambda: next(scores))
-    for value in (1.0, 2.0, 3.0):
+    for value in (1.0, 2.0, 3.0, 4.0, 5.0):
         torch.nn.init.constant_(model.weight, value)
         assert best() is False
-    assert best.restore() == (0.9, 2)
-    assert torch.equal(model.weight, torch.full((2, 2), 2.0))
+    assert best.restore() == (0.9, 4)  # of two equal scores, the later (longer-trained) weights
+    assert torch.equal(model.weight, torch.full((2, 2), 4.0))
 
 
 def test_gradient_checkpointing_trains(tmp_path):
