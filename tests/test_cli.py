@@ -112,7 +112,7 @@ def test_doctor_lists_and_fixes_broken_folders(library, tmp_path):
     assert doctor.returncode == 0 and "2 problem(s)" in doctor.stdout and "invalid folder name" in doctor.stdout
     fixed = composer("--bricks", str(lib), "bricks", "doctor", "--fix")
     assert fixed.returncode == 0 and "2 problem(s) fixed" in fixed.stdout
-    assert sorted(p.name for p in lib.iterdir() if not p.name.startswith(".")) == ["base", "library.json", "shout"]
+    assert sorted(p.name for p in lib.iterdir() if not p.name.startswith(".")) == ["base", "shout"]
 
 
 def test_run_modes_and_an_explicit_base(library, tmp_path):
