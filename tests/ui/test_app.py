@@ -118,7 +118,8 @@ def test_search_and_card_and_a_refused_rollback(client):
     hits, note = client.predict("make it all caps", 5, api_name="/search")
     assert hits["data"][0][0] == "uppercase" and hits["data"][0][1] > 0.9 and len(hits["data"]) == 5 and note == ""
     card, versions = client.predict("uppercase", api_name="/card")
-    assert "### Uppercase (`uppercase`, v1, customized)" in card and "exact match **99%**" in card
+    shipped = json.loads((ROOT / "bricks" / "uppercase" / "brick.json").read_text())["metrics"]["exact_match"]
+    assert "### Uppercase (`uppercase`, v1, customized)" in card and f"exact match **{shipped:.0%}**" in card
     note, *_ = client.predict("uppercase", None, api_name="/rollback")
     assert note.startswith("⚠️") and "no version" in note
 
