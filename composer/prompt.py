@@ -17,6 +17,7 @@ engine also stops at (`stop_ids`).
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from composer.errors import ComposerError
@@ -110,7 +111,13 @@ def stop_ids(tokenizer) -> list[int]:
 
 def _turn_end(tokenizer) -> int:
     """The special token the template writes right after an assistant answer (ChatML's
-    `<|im_end|>`, Llama 3's `<|eot_id|>`); EOS when the template writes none."""
+    `<|im_end|>`, Llama 3's `<|eot_id|>`); EOS when the template writes none. Worked out
+    once per tokenizer and template: every `generate` call asks."""
+    return _template_turn_end(tokenizer, tokenizer.chat_template)
+
+
+@functools.lru_cache(maxsize=16)
+def _template_turn_end(tokenizer, template: str) -> int:
     turn = [*ChatFormat._user("x", "y"), {"role": "assistant", "content": _MARK}]
     try:
         text = tokenizer.apply_chat_template(turn, tokenize=False)
