@@ -6,7 +6,9 @@ payload after a colon, in quotes, via `input=` or written inline in the sentence
 2-3 step phrasings with "then", commas, "and", numbered lists and sentence breaks, and put
 case-changing steps (uppercase, capitalize, acronym) first. Every phrasing, step phrasing and
 payload belongs to one split: `dev` (tuned on) or `test` (held out), so nothing of the test
-split's wording is ever seen while tuning. Expected outputs come from the skills' truth.
+split's wording is ever seen while tuning. `fresh` is a third split, written blind (without
+looking at the planner or any results), measured once and never tuned on. Expected outputs come
+from the skills' truth.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from composer.defaults.skills import BRICK_SKILLS, SKILLS, card_examples
 
 DATA = Path(__file__).resolve().parent / "data"
-SPLITS = ("dev", "test")
+SPLITS = ("dev", "test", "fresh")
 
 # {x}: the payload as is; {X}: the payload title-cased (people capitalise names). A phrasing
 # without a placeholder takes its payload through input=.
@@ -32,6 +34,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "Change {x} to upper case", "Can you put {x} in uppercase?", "Make the text fully uppercase",
                  "Upcase: {x}", "I need {x} in capital letters", "Convert the whole thing to uppercase letters: {x}",
                  "capitalise every letter of {x}"],
+        "fresh": ["I'd like {x} written entirely in upper case", "Retype {x} as if the caps lock key were stuck",
+                  "uppercase letters only for {x} please",
+                  "Hey, could you change {x} so that every letter is a capital?",
+                  "pls make evrything uppercase in {x}", "Everything in caps, please: {x}",
+                  "Need this in ALL CAPS: {x}", 'How would "{x}" look in all capital letters?',
+                  'Rewrite "{x}" using only uppercase', "Switch the whole text to upper case for me"],
     },
     "reverse": {
         "dev": ["Write {x} backwards", "Mirror this text: {x}", 'Flip the letters of "{x}" around', "Spell {x} in reverse",
@@ -41,6 +49,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
         "test": ["Spell {x} backwards", "Write the characters in reverse order: {x}", 'Could you reverse "{x}" letter by letter?',
                  "Flip the string: {x}", "Mirror the text", "Reverse the letters in {x}", "backwards spelling of {x}",
                  "Invert the character order: {x}", "Reverse the spelling: {x}", "write it back to front: {x}"],
+        "fresh": ["Show me {x} spelled from the last letter to the first",
+                  "What does {x} look like written right to left?", "give me {x} with its letter order flipped",
+                  "Could you write {x} in mirror image, last character first?",
+                  "turn {x} bakwards letter for letter", "Put the letters in opposite order: {x}",
+                  "Quick one, reverse this string for me: {x}", 'What is "{x}" when read from the end?',
+                  'Please write "{x}" the other way round, one letter at a time',
+                  "Write it out with the letters running the other way"],
     },
     "rot13": {
         "dev": ["ROT-13 this: {x}", "Encrypt {x} with rot13", 'Apply the rot 13 substitution to "{x}"', "rot13 {x}",
@@ -49,6 +64,10 @@ SINGLE: dict[str, dict[str, list[str]]] = {
         "test": ["Please rot13 the following: {x}", "Encode {x} in rot13", 'What is "{x}" in ROT13?', "rot-13 {x}",
                  "Rotate the alphabet by 13 for {x}", "Cipher this with rot13", "Translate {x} to rot13",
                  "Give me the rot13 version of {x}", "Apply a rot13 transform: {x}", "ROT13 encode: {x}"],
+        "fresh": ["What do I get if I rot13 {x}?", "hide {x} with rot 13", "Turn {x} into rot13 gibberish",
+                  "Please do a rot13 on {x} for me", "rot 13 encyrpt {x}", "Secret message time, rot13 it: {x}",
+                  "Caesar cipher with a key of 13: {x}", 'How does "{x}" read after rot13?',
+                  'Convert "{x}" with the rot-13 trick', "Mind doing a rot13 pass on this text?"],
     },
     "remove_vowels": {
         "dev": ["Get rid of the vowels: {x}", "Remove every vowel from {x}", 'Strip the vowels out of "{x}"',
@@ -58,6 +77,11 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "vowels gone: {x}", "Can you strip every vowel from {x}?", "Leave out the vowels",
                  "Eliminate the vowels in {x}", "Write {x} without any vowels", "Get the vowels out of this: {x}",
                  "Delete each a, e, i, o, u: {x}"],
+        "fresh": ["What's left of {x} once you take away a, e, i, o and u?",
+                  "Could you spell {x} with no vowels at all?", "Make {x} vowelless for me",
+                  "I want {x} minus its vowels", "wipe out the vowles in {x}", "Consonants only please: {x}",
+                  "Vowel-free version of this: {x}", 'Can "{x}" lose all its vowels?',
+                  'Please return "{x}" without its vowels', "Could you delete any vowels you find in the text?"],
     },
     "capitalize": {
         "dev": ["Capitalise the words: {x}", "Make every word start with an uppercase letter: {x}",
@@ -68,6 +92,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "title-case {x}", "Can you capitalise the first letter of each word in {x}?",
                  "Start every word with a capital letter", "Convert to title case: {x}", "Headline style: {x}",
                  "Make {x} title case", "Capitalise each word's first letter: {x}"],
+        "fresh": ["Each word of {x} should begin with a capital, please",
+                  "Could you uppercase just the first letter of every word in {x}?",
+                  "{x} with each word capitalized, please", "Can I get {x} in Title Case?",
+                  "make each wrod in {x} start uppercase", "First letter of each word big, rest unchanged: {x}",
+                  "Fix the capitalization so every word starts uppercase: {x}",
+                  'How would "{x}" be written in title case?', 'Capital letter on every word of "{x}", please',
+                  "Bump up the first letter of each word"],
     },
     "reverse_words": {
         "dev": ["Put the words of {x} in reverse order", "Reverse the order of the words in {x}",
@@ -78,6 +109,15 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "word order reversed: {x}", "Can you put the words of {x} back to front?", "Reverse the list of words",
                  "Order the words last to first: {x}", "Turn the word order around: {x}", "Mirror the word order of {x}",
                  "Rearrange the words in reverse: {x}"],
+        "fresh": ["Read out {x} starting with its last word",
+                  "Can you list the words of {x} from the end to the beginning?",
+                  "reverse {x} word by word, not letter by letter",
+                  "What's {x} with its words in the opposite sequence?",
+                  "backward the wrods in {x}, keep each word as is",
+                  "Keep the words intact but reverse their order: {x}", "Word order, end to start: {x}",
+                  'Rearrange "{x}" so it runs from the final word to the first',
+                  'Could you write "{x}" with the word sequence reversed?',
+                  "Please turn the sentence around at the word level"],
     },
     "acronym": {
         "dev": ["Make an acronym from {x}", "What's the acronym for {x}?", 'Abbreviate "{x}" with its initials in caps',
@@ -88,6 +128,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "acronym for {x}", "Convert {x} into an acronym", "Abbreviate it to capital initials",
                  "Form an initialism from {x}", "Compress the phrase into an acronym: {x}",
                  "Capital first letters joined: {x}", "The acronym of this phrase: {x}"],
+        "fresh": ["What letters would {x} shorten to as an acronym?", "Boil {x} down to its capitalized initials",
+                  "Turn {x} into a short uppercase abbreviation from its first letters",
+                  "If {x} were an organisation, what would its acronym be?", "acroynm out of {x} please",
+                  "Take the first letter of each word, capitalised, and join them: {x}",
+                  "Abbreviation from the initials, in caps: {x}", 'Spell out the acronym of "{x}"',
+                  'Initial letters of "{x}" in upper case, run together',
+                  "Reduce the wording to its uppercase initials"],
     },
     "capital": {
         "dev": ["What's the capital of {X}?", "Tell me the capital city of {X}", 'Which city is the capital of "{x}"?',
@@ -98,6 +145,10 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "capital city of {x}", "Name the capital of {X}", "Which city serves as the capital",
                  "Tell me the capital of this country: {X}", "Where is the capital of {X} located?", "Please name the capital of {X}",
                  "What's the capitol of {X}?"],
+        "fresh": ["Remind me what {X} has as its capital", "Do you know the capital of {X}?", "{X} capital city?",
+                  "I'm travelling to {X}, what's its capital?", "quick q: capitl of {X}", "Capital city lookup: {X}",
+                  "Country to capital: {X}", 'Name the city that "{X}" calls its capital',
+                  'Tell me what city "{X}" is governed from', "What's the capital of the country I give you?"],
     },
     "antonym": {
         "dev": ["Give me the opposite of {x}", "What's the opposite of {x}?", 'What word means the opposite of "{x}"?',
@@ -107,6 +158,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "the opposite of {x}", "Tell me a word that means the opposite of {x}", "Find a word of contrary meaning",
                  "Which word is the opposite of {x}?", "What's the antonym of {x}?", "Opposite word please: {x}",
                  "Antonym for this word: {x}"],
+        "fresh": ["Could you tell me the antonym to {x}?", "{x} is the opposite of which word?",
+                  "If you flipped the meaning of {x}, what word would you get?",
+                  "Suggest a word opposite in meaning to {x}", "antonim to {x} pls",
+                  "Word with the reverse sense: {x}", "Swap this word for its opposite: {x}",
+                  'What would be the opposite of saying "{x}"?', 'Counterpart of "{x}" with the opposite meaning?',
+                  "Turn the word into its opposite"],
     },
     "plural": {
         "dev": ["What's the plural of {x}?", "plural of {x}", 'Write "{x}" in the plural',
@@ -115,6 +172,11 @@ SINGLE: dict[str, dict[str, list[str]]] = {
         "test": ["What is the plural of {x}?", "Make {x} plural", 'Plural of "{x}"?', "plural form of {x}",
                  "How do you write {x} in the plural?", "Put the noun into the plural", "Give me the plural of {x}",
                  "Plural form of this noun: {x}", "Write the plural for {x}", "Pluralize {x} please"],
+        "fresh": ["How do I say {x} when there are lots of them?", "Make the noun {x} refer to more than one",
+                  "{x}, but plural?", "Spell the plural version of {x}", "{x} in pural form please",
+                  "Noun to pluralize: {x}", "Give me the word for several of these: {x}",
+                  'Change "{x}" from singular to plural', 'Two "{x}" would be two what?',
+                  "Could you give me the word for more than one of these?"],
     },
     "french": {
         "dev": ["Translate {x} into French", "How do you say {x} in French?", 'French for "{x}"?',
@@ -124,6 +186,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "french for {x}", "How would a French person say {x}?", "Render it in French",
                  "Translate the word {x} into French", "What's the French for {x}?", "French please: {x}",
                  "English to French: {x}"],
+        "fresh": ["What do the French call {x}?", "If I'm in Paris, how do I say {x}?", "{x} en francais?",
+                  "Can you give me the French translation of the word {x}?",
+                  "My French friend needs the word {x}, how do you say it in her langauge?",
+                  "In French this would be what: {x}", "Help me with my French homework, translate: {x}",
+                  'What is "{x}" in the French language?', 'I need "{x}" translated from English to French',
+                  "How do French speakers say this word?"],
     },
     "sentiment": {
         "dev": ['Is this review good or bad: {x}', 'Does the reviewer like it? "{x}"', "How does the reviewer feel: {x}",
@@ -134,45 +202,86 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                  "What's the sentiment here: {x}", "good or bad review: {x}", 'Is "{x}" praise or a complaint?',
                  "Tell me if the reviewer was satisfied", "What is the tone of this review: {x}",
                  "Was this feedback favourable: {x}", 'Judge the opinion in "{x}"', "Review mood: {x}"],
+        "fresh": ["Someone wrote {x} in a review, was that positive or negative?",
+                  "A customer said {x}. Are they happy?", "Does {x} sound like a good or a bad review to you?",
+                  "Label {x} as a positive or negative opinion",
+                  "Classify the feeling in {x} as positve or negative",
+                  "Review to classify as positive or negative: {x}", "Thumbs up or thumbs down: {x}",
+                  'Was the person who wrote "{x}" satisfied or not?',
+                  'Read "{x}" and tell me the overall feeling, positive or negative',
+                  "Is the attitude in this customer review upbeat or critical?"],
     },
 }
 
 # Step phrasings for chains (no payload); later steps often say "it".
 STEP: dict[str, dict[str, list[str]]] = {
     "uppercase": {"dev": ["put it in capitals", "make everything uppercase", "shout it", "caps it"],
-                  "test": ["convert it to uppercase", "write it all in capitals", "make it upper case", "all caps"]},
+                  "test": ["convert it to uppercase", "write it all in capitals", "make it upper case", "all caps"],
+                  "fresh": ["switch that over to upper case", "make the result all uppercase letters",
+                            "caps lock the whole thing"]},
     "reverse": {"dev": ["write it backwards", "mirror its letters", "flip the characters", "spell it in reverse"],
-                "test": ["spell the thing backwards", "reverse the letters", "reverse the characters of it", "write it back to front"]},
+                "test": ["spell the thing backwards", "reverse the letters", "reverse the characters of it", "write it back to front"],
+                "fresh": ["spell that from the end", "flip the result letter by letter",
+                          "turn it around character for character"]},
     "rot13": {"dev": ["rot13 encode it", "apply rot-13", "encrypt it with rot13"],
-              "test": ["encode it in rot13", "run rot13 on it", "rot-13 it"]},
+              "test": ["encode it in rot13", "run rot13 on it", "rot-13 it"],
+              "fresh": ["scramble that with rot13", "put the result through rot-13", "garble it with rot13"]},
     "remove_vowels": {"dev": ["strip the vowels", "get rid of the vowels", "delete every vowel"],
-                      "test": ["remove all the vowels", "take out all vowels", "erase the vowels"]},
+                      "test": ["remove all the vowels", "take out all vowels", "erase the vowels"],
+                      "fresh": ["drop every a e i o u from that", "knock out the vowels",
+                                "leave only consonants in the result"]},
     "capitalize": {"dev": ["title-case it", "capitalise each word", "start each word with a capital"],
-                   "test": ["capitalize every word", "put it in title case", "capitalise the first letter of each word"]},
+                   "test": ["capitalize every word", "put it in title case", "capitalise the first letter of each word"],
+                   "fresh": ["give each word of that a capital initial", "make the result title case",
+                             "bump each word's first letter to a capital"]},
     "reverse_words": {"dev": ["flip the word order", "reverse the order of the words", "put the words in reverse"],
-                      "test": ["reverse all the words", "swap the word order around", "put the words last to first"]},
+                      "test": ["reverse all the words", "swap the word order around", "put the words last to first"],
+                      "fresh": ["put the last word of that first and so on", "reverse it word by word",
+                                "flip the sequence of the words in the result"]},
     "acronym": {"dev": ["make an acronym of it", "turn that into an acronym", "abbreviate it to its initials in caps"],
-                "test": ["form an acronym", "make it an acronym", "acronym it"]},
+                "test": ["form an acronym", "make it an acronym", "acronym it"],
+                "fresh": ["shrink that to its capital initials", "condense the result into an acronym",
+                          "abbreviate it to an uppercase acronym"]},
     "capital": {"dev": ["find the capital city", "name its capital"],
-                "test": ["give its capital", "get the capital city"]},
+                "test": ["give its capital", "get the capital city"],
+                "fresh": ["look up its capital", "swap the country for its capital",
+                          "get me the capital of that country"]},
     "antonym": {"dev": ["give the opposite", "find the opposite word"],
-                "test": ["take the opposite", "give its antonym"]},
-    "plural": {"dev": ["turn it plural", "pluralise it"], "test": ["put it in the plural", "give the plural form"]},
-    "french": {"dev": ["translate it into French", "say that in French"], "test": ["translate it to French", "put it in French"]},
+                "test": ["take the opposite", "give its antonym"],
+                "fresh": ["flip it to its opposite", "find the word that means the opposite of that",
+                          "replace it with its antonym"]},
+    "plural": {"dev": ["turn it plural", "pluralise it"], "test": ["put it in the plural", "give the plural form"],
+               "fresh": ["turn that noun into its plural", "switch it to the plural",
+                         "give me the plural of the result"]},
+    "french": {"dev": ["translate it into French", "say that in French"], "test": ["translate it to French", "put it in French"],
+               "fresh": ["render that word in French", "switch it to French", "find the French for that word"]},
     "sentiment": {"dev": ["classify its sentiment", "say if it is positive or negative"],
-                  "test": ["judge the sentiment", "tell me if the review is positive or negative"]},
+                  "test": ["judge the sentiment", "tell me if the review is positive or negative"],
+                  "fresh": ["tell me whether that review is good or bad", "say how the reviewer felt about it",
+                            "figure out the review's sentiment"]},
 }
 
 # A first step that names its payload inline ({x}); the rest of the chain follows.
 INLINE_FIRST: dict[str, dict[str, list[str]]] = {
-    "capital": {"dev": ["find the capital of {X}"], "test": ["take the capital of {X}"]},
-    "french": {"dev": ["translate {x} to French"], "test": ["translate {x} into French"]},
-    "antonym": {"dev": ["give the opposite of {x}"], "test": ["take the opposite of {x}"]},
-    "plural": {"dev": ["make {x} plural"], "test": ["give the plural of {x}"]},
-    "uppercase": {"dev": ["upper-case {x}"], "test": ["put {x} in capitals"]},
-    "reverse_words": {"dev": ["flip the word order of {x}"], "test": ["reverse the words in {x}"]},
-    "capitalize": {"dev": ["title-case {x}"], "test": ["capitalize each word of {x}"]},
-    "remove_vowels": {"dev": ["strip the vowels from {x}"], "test": ["remove the vowels from {x}"]},
+    "capital": {"dev": ["find the capital of {X}"], "test": ["take the capital of {X}"],
+               "fresh": ["work out where {X} has its capital"]},
+    "french": {"dev": ["translate {x} to French"], "test": ["translate {x} into French"],
+              "fresh": ["give me the French word for {x}"]},
+    "antonym": {"dev": ["give the opposite of {x}"], "test": ["take the opposite of {x}"],
+               "fresh": ["come up with the antonym of {x}"]},
+    "plural": {"dev": ["make {x} plural"], "test": ["give the plural of {x}"],
+              "fresh": ["turn {x} into the plural"]},
+    "uppercase": {"dev": ["upper-case {x}"], "test": ["put {x} in capitals"], "fresh": ["write {x} in all caps"]},
+    "reverse_words": {"dev": ["flip the word order of {x}"], "test": ["reverse the words in {x}"],
+                     "fresh": ["flip {x} around word by word"]},
+    "capitalize": {"dev": ["title-case {x}"], "test": ["capitalize each word of {x}"],
+                  "fresh": ["put {x} into title case"]},
+    "remove_vowels": {"dev": ["strip the vowels from {x}"], "test": ["remove the vowels from {x}"],
+                     "fresh": ["write {x} with no vowels"]},
+    "rot13": {"fresh": ["rot13 the phrase {x}"]},
+    "reverse": {"fresh": ["spell {x} from right to left"]},
+    "acronym": {"fresh": ["abbreviate {x} to an acronym"]},
+    "sentiment": {"fresh": ["decide whether {x} is positive or negative"]},
 }
 
 STRING_PAYLOADS = {
@@ -182,6 +291,10 @@ STRING_PAYLOADS = {
     "test": ["good morning", "black cat", "one two three", "dark forest", "sweet home", "pink gum", "fresh milk",
              "big red dog", "we love code", "oak tree", "snow day", "warm soup", "hot sand", "lost key", "fast car",
              "gold ring", "little lamb", "wild west", "rock and roll", "tall grass"],
+    "fresh": ["bread and butter", "walk to the park", "the blue door", "coffee time", "summer rain", "lemon cake",
+              "paper boat", "window seat", "kind words", "back to school", "night train", "garden gate",
+              "silver spoon", "apple pie", "quiet street", "rainy monday", "pick up the phone", "orange juice",
+              "fish and chips", "music box"],
 }
 
 # Chain shapes: (step skills, joiner). Joiners: then, comma, and, numbered, sentences, and-then.
@@ -197,6 +310,8 @@ THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "r
 JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
 CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
 TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
+TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1}  # fresh shares test's table keys: nothing of dev's half
+SINGLE_OFFSET = {"fresh": 3}  # where a split starts in its payloads (0 unless named): fresh's singles skip test's keys
 
 
 def _fill(template: str, x: str) -> dict:
@@ -232,7 +347,7 @@ def _payloads(skill: str, split: str, rng: random.Random) -> list[str]:
         return list(STRING_PAYLOADS[split])
     keys = sorted(k for k in SKILLS[skill].table if len(k) <= 20)
     random.Random(skill).shuffle(keys)
-    half = keys[: len(keys) // 2] if split == "dev" else keys[len(keys) // 2:]
+    half = keys[: len(keys) // 2] if TABLE_HALF[split] == 0 else keys[len(keys) // 2:]
     return half
 
 
@@ -242,7 +357,7 @@ def single_items(split: str) -> list[dict]:
     for skill, phrasings in SINGLE.items():
         payloads = _payloads(skill, split, rng)
         for n, template in enumerate(phrasings[split]):
-            x = payloads[(n * 7) % len(payloads)]
+            x = payloads[(n * 7 + SINGLE_OFFSET.get(split, 0)) % len(payloads)]
             filled = _fill(template, x)
             payload = filled["input"] or (x.title() if "{X}" in template else x)
             items.append({"kind": "single", "skills": [skill], **filled,
@@ -278,7 +393,7 @@ def chain_items(split: str) -> list[dict]:
         if expected is None:
             continue
         steps = [rng.choice(STEP[s][split]) for s in skills]
-        inline = skills[0] in INLINE_FIRST and n % 2 == 0
+        inline = split in INLINE_FIRST.get(skills[0], {}) and n % 2 == 0
         if inline:
             first = rng.choice(INLINE_FIRST[skills[0]][split])
             payload = payload.title() if "{X}" in first else payload
