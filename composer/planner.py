@@ -5,9 +5,11 @@ planner is deterministic and explains itself in `Plan.explain`:
 
 1. The payload: `input=`, else after `input=...`, a colon or in quotes; else, with a search
    function, written inline ("capital of Japan", "Spell paris backwards"): every span of the
-   first step is scored as a payload — retrieval of what is left of the sentence, a bonus when
-   the span is a known input of the brick it retrieves (a table key), a cost for instruction
-   words inside it and for content words left outside it — and the best span wins.
+   first step (up to a comma or "and" that starts another step) is scored as a payload —
+   retrieval of what is left of the sentence, a bonus when the span is a known input of the
+   brick it retrieves (a table key), a cost for instruction-like words inside it and for
+   payload-like words outside or right beside it (a word's own retrieval score for that brick
+   says which it is) — and the best span wins, unless the step scores better whole.
 2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
    sentence ends, numbered lists); then, with a search function, on commas and "and" when —
    and only when — every piece retrieves a brick with at least `split_score` (retrieval-guided
@@ -19,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 from typing import Callable, Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -62,14 +65,23 @@ _CUES = re.compile(
 _FILLER = re.compile(r"^(?:(?:and|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 _WEAK = re.compile(r"\s*,\s*|\s+and\s+", re.I)  # separators a step may split on, if retrieval agrees
 _WORD = re.compile(r"[a-z0-9']+")
-# Words that join an instruction to its payload or pad a request: never a payload's first or
-# last word (unless the span is a known input), never a cost when left outside the payload.
+# Words that join an instruction to its payload, pad a request or ask for any operation at all
+# (generic verbs): never a payload's first or last word (unless the span is a known input),
+# never a cost inside or outside the payload.
 _GLUE = frozenset("""a an the of in into to for from on at by with as through using via around is are be was
     it its this that these those me you your please can could would will do does did how what what's whats which
     who where when word words text phrase string term noun name say tell give get make put write turn then and or
-    so just now here there one""".split())
+    so just now here there every each all i we us need want like thing result something version form
+    change convert transform print render produce create show display return output apply run take use provide
+    generate rewrite type format express find compute help let keep bring written writing wrote made""".split())
 _TRAILING = frozenset("of in into to for from on at by with as through using via the a an and please".split())
-PAYLOAD_COST, REST_COST = 0.1, 0.15  # per card word inside a payload, per other content word left outside
+PAYLOAD_COST, REST_COST = 0.15, 0.15  # per instruction-like word inside a payload, per payload-like word outside
+BOUNDARY_COST = 0.15  # per payload-like word right next to the span: "Abbreviate sun moon | star"
+LINK_COST = 0.05  # per preposition inside a payload: "my old car in block" is rarely one
+_LINKS = frozenset("of in into to for from on at by with through using via".split())
+AFFINITY_LOW, AFFINITY_HIGH = 0.2, 0.55  # a word's retrieval score for a brick: payload-like .. instruction-like
+SEARCH_K = 5      # hits kept per planner search (a word's affinity looks among them)
+MEMO_SIZE = 4096  # planner searches remembered per library generation
 MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
 
@@ -124,8 +136,10 @@ class HeuristicPlanner:
         self.search, self.library = search, library
         self.split_score, self.payload_score = split_score, payload_score
         self._generation = None
-        self._vocabulary: frozenset[str] = frozenset()
         self._keys: dict[str, frozenset[str]] = {}
+        self._memo: dict[str, list] = {}
+        self._memo_generation = None
+        self._memo_lock = threading.Lock()
 
     def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan:
         if not instruction or not instruction.strip():
@@ -150,10 +164,25 @@ class HeuristicPlanner:
                     steps=[Step(instruction=s, mode=mode) for s in steps])
 
     # -- retrieval-guided segmentation ---------------------------------------------------
+    def _search(self, queries: list[str]) -> list[list]:
+        """The top SEARCH_K hits per query, remembered until the library changes: a plan asks
+        about many short texts, and instruction words recur from one request to the next."""
+        if self.library is None:
+            return self.search(queries, SEARCH_K) if queries else []
+        generation = self.library.generation()
+        with self._memo_lock:
+            if generation != self._memo_generation or len(self._memo) > MEMO_SIZE:
+                self._memo, self._memo_generation = {}, generation
+            memo = self._memo
+            missing = list(dict.fromkeys(q for q in queries if q not in memo))
+        found = dict(zip(missing, self.search(missing, SEARCH_K))) if missing else {}
+        with self._memo_lock:
+            memo.update(found)
+        return [found[q] if q in found else memo[q] for q in queries]
+
     def _best(self, queries: list[str]) -> list[tuple[str, float]]:
         """(top brick, its score) per query; ("", 0) when nothing is indexed."""
-        hits = self.search(queries, 1) if queries else []
-        return [(h[0].id, h[0].score) if h else ("", 0.0) for h in hits]
+        return [(h[0].id, h[0].score) if h else ("", 0.0) for h in self._search(queries)]
 
     def _segment(self, segment: str, explain: list[str]) -> list[str]:
         """`segment` whole, or split at commas / "and" where every piece retrieves confidently;
@@ -185,69 +214,119 @@ class HeuristicPlanner:
         return pieces
 
     # -- inline payloads ---------------------------------------------------------------
-    def _library_facts(self) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
-        """Instruction vocabulary (every word of every card) and known inputs per brick (the
-        `input` of its data.jsonl rows), re-read when the library changes."""
+    def _known_inputs(self) -> dict[str, frozenset[str]]:
+        """Known inputs per brick (the `input` of its data.jsonl rows), re-read when the library changes."""
         if self.library is None:
-            return frozenset(), {}
+            return {}
         generation = self.library.generation()
         if generation != self._generation:
-            vocabulary, keys = set(), {}
+            keys = {}
             for card in self.library.cards():
-                for text in card.text_for_index():
-                    vocabulary.update(_words(text))
                 data = self.library.path(card.id) / "data.jsonl"
                 if data.is_file():
                     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
                     keys[card.id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
-            self._vocabulary, self._keys, self._generation = frozenset(vocabulary - _GLUE), keys, generation
-        return self._vocabulary, self._keys
+            self._keys, self._generation = keys, generation
+        return self._keys
+
+    @staticmethod
+    def _later_pieces(tokens: list[str]) -> list[tuple[int, str]]:
+        """(where the payload would have to end, the text up to the next separator) for every
+        comma or "and" in a step: each piece may be the start of another step."""
+        seps = [n for n, t in enumerate(tokens) if t.lower() == "and" or (t.endswith(",") and n + 1 < len(tokens))]
+        pieces = []
+        for a, b in zip(seps, seps[1:] + [len(tokens)]):
+            end = b if b == len(tokens) or tokens[b].lower() == "and" else b + 1
+            pieces.append((a if tokens[a].lower() == "and" else a + 1, _clean(" ".join(tokens[a + 1:end]))))
+        return pieces
+
+    def _affinity(self, words: list[str], hits: list[list]) -> Callable[[str, str], float]:
+        """How much a word reads as an instruction for `brick`, 0..1: the word's own retrieval
+        score for that brick (`hits`: the words' searches), between AFFINITY_LOW (a payload word)
+        and AFFINITY_HIGH. Relative to the brick, so "good" is payload for uppercase though it
+        retrieves sentiment, and "encrypt" is instruction for rot13 though no card says it."""
+        scores = {(w, h.id): h.score for w, found in zip(words, hits) for h in found}
+
+        def affinity(word: str, brick: str) -> float:
+            score = scores.get((word, brick), 0.0)  # not among the word's top hits: unrelated
+            return min(1.0, max(0.0, (score - AFFINITY_LOW) / (AFFINITY_HIGH - AFFINITY_LOW)))
+
+        return affinity
 
     def _inline_payload(self, step: str, explain: list[str]) -> tuple[str, str | None]:
-        """(the step without its payload, the payload) for the best-scoring span, or (step, None)."""
+        """(the step without its payload, the payload) for the best-scoring span, or (step, None).
+
+        A span's score: retrieval of what is left (the first step's words only), minus
+        PAYLOAD_COST per instruction-like word inside the span and REST_COST per payload-like
+        word left outside (both by `_affinity` to the retrieved brick), plus a bonus for a table
+        brick's known input. Leaving the step whole is scored the same way and wins ties.
+        """
         tokens = step.split()
-        bare = [t.strip("\"'.,;:?!()").lower() for t in tokens]
-        vocabulary, keys = self._library_facts()
+        later = self._later_pieces(tokens)
+        # one embedding call for the pieces, the words and (usually) the whole first step
+        self._search([piece for _, piece in later] + sorted(set(_words(step)) - _GLUE) + [step.strip(" ,.;:?!")])
+        # from the first comma or "and" whose piece retrieves a brick confidently on, the text is a
+        # later step ("Title-case big red dog and reverse it"); "salt and pepper" may be a payload
+        limit = next((end for (end, _), (_, score) in zip(later, self._best([p for _, p in later]))
+                      if score >= self.split_score), len(tokens))
+        head, tail = tokens[:limit], " ".join(tokens[limit:])
+        bare = [t.strip("\"'.,;:?!()").lower() for t in head]
+        keys = self._known_inputs()
         known = set().union(*keys.values()) if keys else set()
-        candidates = []
-        for i in range(len(tokens)):
-            for j in range(i + 1, min(len(tokens), i + MAX_SPAN) + 1):
-                if (i, j) == (0, len(tokens)):
-                    continue
+        spans = []
+        for i in range(len(head)):
+            for j in range(i + 1, min(len(head), i + MAX_SPAN) + 1):
                 span = " ".join(bare[i:j])
-                is_key = span in known
-                if not is_key and (bare[i] in _GLUE or bare[j - 1] in _GLUE or not span.strip()):
+                if (i, j) == (0, len(head)) or not span.strip():
                     continue
-                left, right = tokens[:i], tokens[j:]
+                if span not in known and (bare[i] in _GLUE or bare[j - 1] in _GLUE):
+                    continue
+                left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:
                     left = left[:-1]  # "capital of" -> "capital"
-                it = "it" + tokens[j - 1][len(tokens[j - 1].rstrip(",;")):]  # keep a comma that ends the span
+                it = "it" + head[j - 1][len(head[j - 1].rstrip(",;")):]  # keep a comma that ends the span
                 rest = " ".join(left + ([it] if right and left else []) + right).strip(" ,.;:?!")
-                if not set(_words(rest)) - _GLUE:
-                    continue
-                cost = PAYLOAD_COST * sum(w in vocabulary for w in _words(" ".join(bare[i:j]))) + \
-                    REST_COST * sum(w not in vocabulary and w not in _GLUE for w in _words(rest))
-                payload = " ".join(t.strip("\"'.,;:?!()") for t in tokens[i:j])
-                candidates.append(((0.3 if is_key else 0.0) - cost, j - i, -i, rest, payload, cost))
-        candidates = sorted(candidates, reverse=True)[:CANDIDATES]  # the cheap score picks what to retrieve
-        if not candidates:
+                if set(_words(rest)) - _GLUE:
+                    spans.append((i, j, rest, " ".join(t.strip("\"'.,;:?!()") for t in head[i:j])))
+        if not spans:
             return step, None
-        queries = list(dict.fromkeys([step, *(c[3] for c in candidates)]))
+        whole = " ".join(head).strip(" ,.;:?!")
+        words = sorted(set(_words(whole)) - _GLUE)
+        affinity = self._affinity(words, self._search(words))
+
+        def cost(i: int, j: int, rest: str, brick: str) -> float:
+            """Instruction-like words inside the span, payload-like words left outside it, and
+            payload-like words right next to it (a payload ends at the step's edge, at glue or
+            at the step's first word, its verb: "Abbreviate sun moon | star" is cut short)."""
+            inside = [w for t in bare[i:j] for w in _words(t)]
+            beside = [w for n in (i - 1, j) if 0 < n < len(bare) for w in _words(bare[n])]
+            return PAYLOAD_COST * sum(affinity(w, brick) for w in inside if w not in _GLUE) + \
+                LINK_COST * sum(w in _LINKS for w in inside) + \
+                REST_COST * sum(1 - affinity(w, brick) for w in _words(rest) if w not in _GLUE) + \
+                BOUNDARY_COST * sum(1 - affinity(w, brick) for w in beside if w not in _GLUE)
+
+        guess = self._best([whole])[0][0]
+        cheap = sorted(spans, key=lambda s: (0.3 if s[3].lower() in known else 0.0) - cost(s[0], s[1], s[2], guess),
+                       reverse=True)[:CANDIDATES]  # the cheap score picks what to retrieve
+        queries = list(dict.fromkeys([whole, *(s[2] for s in cheap)]))
         best = dict(zip(queries, self._best(queries)))
         scored = []
-        for _, length, neg_i, rest, payload, cost in candidates:
+        for i, j, rest, payload in cheap:
             brick, score = best[rest]
             fits = payload.lower() in keys.get(brick, ())  # a table brick's known input
-            total = score - cost + (0.2 if fits else 0.0) - (0.3 if brick in keys and not fits else 0.0)
-            scored.append((round(total, 4), score, length, neg_i, rest, payload, brick))
-        total, score, _, _, rest, payload, brick = max(scored)
+            total = score - cost(i, j, rest, brick) + (0.2 if fits else 0.0) - \
+                (0.3 if brick in keys and not fits else 0.0)
+            scored.append((round(total, 4), score, j - i, -i, rest, payload, brick, fits))
+        total, score, _, _, rest, payload, brick, fits = max(scored)
         if score < self.payload_score:
             return step, None
-        if best[step][1] >= score and payload.lower() not in keys.get(brick, ()):
-            explain.append(f"no payload inside {step!r}: as a whole it retrieves {best[step][0]} "
-                           f"{best[step][1]:.2f}, no worse than without {payload!r}")
+        brick0, score0 = best[whole]
+        total0 = round(score0 - cost(0, 0, whole, brick0), 4)
+        if total0 >= total and not fits:
+            explain.append(f"no payload inside {step!r}: as a whole it scores {total0:.2f} ({brick0}), "
+                           f"no worse than {total:.2f} without {payload!r}")
             return step, None
-        why = f"; {payload.lower()!r} is a known input of {brick}" if payload.lower() in keys.get(brick, ()) else ""
+        why = f"; {payload.lower()!r} is a known input of {brick}" if fits else ""
         explain.append(f"payload {payload!r} found inline in {step!r}: the rest, {rest!r}, retrieves {brick} "
-                       f"{score:.2f}{why}")
-        return rest, payload
+                       f"{score:.2f} (score {total:.2f} against {total0:.2f} whole){why}")
+        return (rest + ("," if head[-1].endswith(",") else "") + " " + tail) if tail else rest, payload

@@ -78,6 +78,12 @@ def guided():
     ("Reverse the order of the words in red green blue", "red green blue", {"reverse", "words"}),
     ("Spell paris backwards", "paris", {"spell", "backwards"}),
     ("plural of tooth", "tooth", {"plural"}),
+    # a verb no card uses stays outside (its retrieval score for the brick says "instruction"),
+    # generic verbs are never payload, and payload words sharing a card word stay inside
+    ("Encrypt happy cat with rot13", "happy cat", {"encrypt", "rot13"}),
+    ("Change good night to all caps", "good night", {"caps"}),
+    ("Erase every vowel from my old car", "my old car", {"erase", "vowel"}),
+    ("Take the vowels out of open the door", "open the door", {"vowels"}),
 ])
 def test_inline_payloads(guided, text, payload, first_step_words):
     plan = guided.plan(text)
@@ -91,6 +97,21 @@ def test_inline_payloads(guided, text, payload, first_step_words):
 def test_inline_payload_composes_with_a_chain(guided):
     plan = guided.plan("Translate milk to French and then uppercase it")
     assert plan.payload == "milk" and [s.instruction for s in plan.steps] == ["Translate it to French", "uppercase it"]
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    ("Capitalize every word of new york and spell it backwards", "new york",
+     ["Capitalize every word", "spell it backwards"]),
+    ("Uppercase rock and roll and reverse it", "rock and roll", ["Uppercase", "reverse it"]),
+    ("Strip the vowels from river stone, reverse the order of the words and shout it", "river stone",
+     ["Strip the vowels", "reverse the order of the words", "shout it"]),
+])
+def test_an_inline_payload_stops_where_the_next_step_starts(guided, text, payload, steps):
+    """A comma or "and" followed by a piece that retrieves a brick ends the payload; one
+    followed by a piece that retrieves nothing ("and roll") may sit inside it."""
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
 
 
 @needs_default
