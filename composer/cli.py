@@ -107,6 +107,8 @@ def run(instruction: str = typer.Argument(..., help="What to do, e.g. 'Reverse t
         hits = ", ".join(f"{h.id} {h.score:.2f}" for h in step.bricks)
         typer.echo(f"{n}. {step.instruction!r}  [{hits}]")
         typer.echo(f"   {step.note}")
+        if step.task and step.task != step.instruction:
+            typer.echo(f"   prompted with the card's task line {step.task!r}")
         typer.echo(f"   {step.input!r} -> {step.output!r}")
     typer.echo(f"answer: {result.output}")
 

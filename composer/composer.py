@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from composer.engine.engine import Engine
 from composer.errors import ComposerError
@@ -44,6 +44,7 @@ class StepResult(BaseModel):
     weights: dict[str, float] | None
     emergent: str | None = None
     note: str
+    task: str = Field("", description="the task line the bricks were prompted with (see Composer.task)")
     output: str
     ms: float = 0.0
     prompt_tokens: int = 0
@@ -97,8 +98,11 @@ class Composer:
 
     def __init__(self, engine: Engine, index: BrickIndex, planner: Planner | None = None, *,
                  settings: ModeSettings = ModeSettings(), max_input_chars: int = 200, ascii_only: bool = True,
-                 workspace=None):
+                 task_line: Literal["card", "step"] = "card", workspace=None):
+        if task_line not in ("card", "step"):
+            raise ComposerError(f"task_line must be 'card' or 'step', got {task_line!r}")
         self.engine, self.index = engine, index
+        self.task_line = task_line
         self.planner = planner or HeuristicPlanner(index.search_many, index.library)
         self.settings = settings
         self.workspace = workspace
@@ -203,16 +207,16 @@ class Composer:
                                 brick_id if sparse else None)
                 prompt = self.prompt.render(card.examples[0], text)
                 batch.check_length(prompt, 0)
-                rows.append((i, card.examples[0], choice, prompt))
+                rows.append((i, card.examples[0], choice, prompt, card.examples[0]))
             except ComposerError as err:
                 batch.fail(i, err)
         with self._lock:
             outs = batch.generate(rows)
         results: dict[int, Result | ItemError] = dict(batch.failed)
-        for (i, query, choice, prompt), (out, ms, tokens) in zip(rows, outs):
+        for (i, query, choice, prompt, task), (out, ms, tokens) in zip(rows, outs):
             if out is None:
                 continue
-            step = batch.step(query, texts[i], choice, out, ms, tokens)
+            step = batch.step(query, texts[i], choice, out, ms, tokens, task)
             plan = Plan(instruction=texts[i], payload=texts[i], planner="direct", note=choice.note,
                         steps=[Step(instruction=query, mode="sparse" if choice.emergent else "single")])
             results[i] = Result(instruction=texts[i], output=step.output, plan=plan, steps=[step])
@@ -255,6 +259,15 @@ class Composer:
         return self.engine.slots.pinned
 
     # -- helpers used by a batch -----------------------------------------------------------
+    def task(self, choice: Choice, query: str) -> str:
+        """The task line a step's prompt carries. One customized brick alone gets its card's
+        first example, the wording it was trained on (as in `run_bricks`): the step's own words
+        chose the brick and may confuse it ("In which city is the government" -> "boka"). A
+        blend of bricks, an emergent mask, or `task_line="step"` keep the step's words."""
+        if self.task_line == "card" and choice.mode == "single" and len(choice.used) == 1:
+            return self.library.card(choice.used[0]).examples[0]
+        return query
+
     def kind(self, brick_id: str) -> str:
         return self.engine.library.card(brick_id).kind
 
@@ -329,16 +342,17 @@ class _Batch:
             for i, q, h in zip(live, queries, hits):
                 try:
                     choice = choose_step(h, plans[i].steps[depth].mode, self.settings, c, c.kind, k)
-                    prompt = c.prompt.render(q, current[i])
+                    task = c.task(choice, q)
+                    prompt = c.prompt.render(task, current[i])
                     self.check_length(prompt, depth)
-                    rows.append((i, q, choice, prompt))
+                    rows.append((i, q, choice, prompt, task))
                 except ComposerError as err:
                     err.args = (f"step {depth + 1} ({q!r}): {err}",)
                     self.fail(i, err)
-            for (i, q, choice, prompt), (out, ms, tokens) in zip(rows, self.generate(rows)):
+            for (i, q, choice, prompt, task), (out, ms, tokens) in zip(rows, self.generate(rows)):
                 if out is None:
                     continue
-                step = self.step(q, current[i], choice, out, ms, tokens)
+                step = self.step(q, current[i], choice, out, ms, tokens, task)
                 traces[i].append(step)
                 current[i] = step.output
                 if self.on_step is not None:
@@ -348,10 +362,12 @@ class _Batch:
                 Result(instruction=plans[i].instruction, output=current[i], plan=plans[i], steps=traces[i])
                 for i in range(len(self.instructions))]
 
-    def step(self, query: str, input: str, choice: Choice, out: str, ms: float, prompt_tokens: int) -> StepResult:
+    def step(self, query: str, input: str, choice: Choice, out: str, ms: float, prompt_tokens: int,
+             task: str) -> StepResult:
         """The trace of one finished step (output tokens count the closing EOS)."""
         return StepResult(instruction=query, input=input, bricks=choice.hits, mode=choice.mode, used=choice.used,
-                          weights=choice.weights, emergent=choice.emergent, note=choice.note, output=out.strip(),
+                          weights=choice.weights, emergent=choice.emergent, note=choice.note, task=task,
+                          output=out.strip(),
                           ms=ms, prompt_tokens=prompt_tokens, output_tokens=self.c.engine.prompt_tokens(out) + 1)
 
     def check_length(self, prompt: str, depth: int) -> None:
@@ -364,7 +380,7 @@ class _Batch:
                                 f"over the model's {limit} positions: shorten the input by at least "
                                 f"{n + new - limit} characters or lower max_new_tokens")
 
-    def generate(self, rows: list[tuple[int, str, Choice, str]]) -> list[tuple[str | None, float, int]]:
+    def generate(self, rows: list[tuple[int, str, Choice, str, str]]) -> list[tuple[str | None, float, int]]:
         """(output, ms per row, prompt tokens) per row; with errors="return" a row the engine refuses is
         retried alone, so one bad brick fails its own item only."""
         import time

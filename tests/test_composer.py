@@ -62,6 +62,22 @@ def test_bad_input_is_a_clear_error(llama_composer, instruction, message):
         llama_composer.run(instruction)
 
 
+def test_one_brick_is_prompted_with_its_cards_task_line(llama_composer):
+    """A single-brick step gives the brick its card's first example (the wording it was
+    trained on), as run_bricks does; task_line="step" keeps the user's words."""
+    c = llama_composer
+    step = c.run("make it ALL caps please: hello").steps[0]
+    assert step.used == ["shout"] and step.instruction == "make it ALL caps please"
+    assert step.task == "Make it all caps"
+    assert step.output == c.engine.generate([render("Make it all caps", "hello")], [{"shout": 1.0}])[0].strip()
+    own = Composer(c.engine, c.index, task_line="step").run("make it ALL caps please: hello").steps[0]
+    assert own.task == own.instruction
+    assert own.output == c.engine.generate([render(own.instruction, "hello")], [{"shout": 1.0}])[0].strip()
+    assert c.run_brick("shout", "hello").steps[0].task == "Make it all caps"
+    with pytest.raises(ComposerError, match="task_line must be"):
+        Composer(c.engine, c.index, task_line="user")
+
+
 def test_retrieve_validates(llama_composer):
     assert llama_composer.retrieve("all caps please", k=1)[0].id == "shout"
     with pytest.raises(ComposerError):
@@ -95,7 +111,7 @@ def test_forced_mixture_runs_weighted_rows(tmp_path, embedder_path):
     c = Composer.from_path(tmp_path / "base", tmp_path / "lib", embedder=embedder_path,
                            settings=ModeSettings(threshold=-1.0))
     step = c.run("Make it all caps: hello", mode="mixture").steps[0]
-    assert step.mode == "mixture" and set(step.used) == {"shout", "yell"}
+    assert step.mode == "mixture" and set(step.used) == {"shout", "yell"} and step.task == step.instruction
     assert abs(sum(step.weights.values()) - 1) < 1e-3
     prompt = render(step.instruction, "hello")
     assert step.output == c.engine.generate([prompt], [step.weights])[0].strip()

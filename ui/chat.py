@@ -89,6 +89,7 @@ def step_message(n: int, step: StepResult) -> dict:
              f"**Retrieved:** {hits}",
              f"**Mode:** {step.mode} · **weights:** {weights}",
              f"**Why:** {step.note}",
+             f"**Prompted with:** {_code(step.task or step.instruction)}",
              f"**Input → output:** {_code(step.input)} → {_code(step.output)}",
              f"**Time:** {step.ms:.0f} ms · {step.prompt_tokens} prompt + {step.output_tokens} output tokens"]
     return {"role": "assistant", "content": "\n\n".join(lines),
