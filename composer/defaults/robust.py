@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, recase
+from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, random_word, recase
 from composer.library import BrickCard
 from composer.ops.train import Example, TrainConfig, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -30,14 +30,36 @@ STEPS = {"reverse": 3000, "remove_vowels": 2500}
 BAR = 0.97  # dev exact match every case must reach before training stops early
 
 
+def doubled_word(rng: random.Random) -> str:
+    """A random word, a third of the time with one letter doubled: random letters rarely repeat,
+    real words often do ("green", "apple"), and a brick that never saw a pair drops or triples it."""
+    word = random_word(rng)
+    if rng.random() < 1 / 3:
+        n = rng.randrange(len(word))
+        word = word[: n + 1] + word[n:]
+    return word
+
+
+def doubled_set(skill: Skill, size: int, seed: str) -> list[Example]:
+    """`size` inputs whose every word may carry a doubled letter, in a random case."""
+    rng = random.Random(f"{skill.id}:doubled:{seed}")
+    out = []
+    while len(out) < size:
+        instruction, x, _ = skill.sample(rng, doubled_word)
+        x = recase(x, rng.choice(CASES), rng)
+        if skill.answer(x) != x:
+            out.append((instruction, x, skill.answer(x)))
+    return out
+
+
 def case_sampler(skill: Skill, instructions: list[str]):
     """The build's mix (mostly the skill's phrasings, a fifth any other instruction), with the
-    input in a random case and the true output for that input."""
+    input in a random case (its words sometimes with a doubled letter) and the true output."""
 
     def sample(rng: random.Random, n: int) -> list[Example]:
         out = []
         for _ in range(n):
-            instruction, x, _ = skill.sample(rng)
+            instruction, x, _ = skill.sample(rng, doubled_word)
             x = recase(x, rng.choice(CASES), rng)
             if rng.random() < 0.2:
                 instruction = rng.choice(instructions)
@@ -63,6 +85,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     tokenizer = AutoTokenizer.from_pretrained(bricks / "base")
     model = PeftModel.from_pretrained(base, str(bricks / skill.id), is_trainable=True)
     dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
+    if skill.table is None:
+        dev["doubled"] = doubled_set(skill, 32, "dev")
     config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps))
     losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",
                    progress=False, done=lambda: all(exact_match(model, tokenizer, d) >= BAR for d in dev.values()),
@@ -74,6 +98,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     scores = case_scores(skill, model, tokenizer)
     card = BrickCard.model_validate_json((bricks / skill.id / "brick.json").read_text())
     card.metrics = measure(skill, model, tokenizer)
+    if skill.table is None:
+        card.source["doubled_letter_exact_match"] = exact_match(model, tokenizer, doubled_set(skill, 100, "eval"))
     card.source = {**card.source, "case_exact_match": scores,
                    "case_robust": {"steps": len(losses), "seconds": round(time.time() - start), "lr": config.lr}}
     model.peft_config["default"].base_model_name_or_path = "../base"
@@ -83,7 +109,9 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
         if (bricks / skill.id / "data.jsonl").is_file():
             (tmp / "data.jsonl").write_bytes((bricks / skill.id / "data.jsonl").read_bytes())
     print(f"{skill.id}: {len(losses)} steps, {round(time.time() - start)} s, per case "
-          + ", ".join(f"{c} {v:.0%}" for c, v in scores.items()), flush=True)
+          + ", ".join(f"{c} {v:.0%}" for c, v in scores.items())
+          + (f", doubled letters {card.source['doubled_letter_exact_match']:.0%}" if skill.table is None else ""),
+          flush=True)
     return scores
 
 
