@@ -40,6 +40,13 @@ def doubled_word(rng: random.Random) -> str:
     return word
 
 
+def _rounds(before: dict | None, steps: int, seconds: int, lr: float) -> dict:
+    """The card's record of case-robust training, summed over the rounds it was continued."""
+    before = before or {}
+    return {"steps": before.get("steps", 0) + steps, "seconds": before.get("seconds", 0) + seconds, "lr": lr,
+            "rounds": before.get("rounds", 1 if before else 0) + 1}
+
+
 def doubled_set(skill: Skill, size: int, seed: str) -> list[Example]:
     """`size` inputs whose every word may carry a doubled letter, in a random case."""
     rng = random.Random(f"{skill.id}:doubled:{seed}")
@@ -101,7 +108,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     if skill.table is None:
         card.source["doubled_letter_exact_match"] = exact_match(model, tokenizer, doubled_set(skill, 100, "eval"))
     card.source = {**card.source, "case_exact_match": scores,
-                   "case_robust": {"steps": len(losses), "seconds": round(time.time() - start), "lr": config.lr}}
+                   "case_robust": _rounds(card.source.get("case_robust"), len(losses), round(time.time() - start),
+                                          config.lr)}
     model.peft_config["default"].base_model_name_or_path = "../base"
     with atomic_dir(out / skill.id) as tmp:
         model.half().save_pretrained(tmp)
