@@ -137,3 +137,24 @@ def test_guided_plans_are_deterministic_and_explain_themselves(guided):
 def test_no_payload_anywhere_is_a_clear_error(guided):
     with pytest.raises(PlanError, match="no input found"):
         guided.plan("reverse the words")
+
+
+def test_searches_are_remembered_until_the_library_changes(tmp_path):
+    """Instruction words recur from request to request: a planner asks the index once per text
+    and library generation (a brick folder added or removed starts afresh)."""
+    from composer.library import BrickLibrary
+
+    library = BrickLibrary(tmp_path / "lib", create=True)
+    calls = []
+
+    def search(queries, k):
+        calls.append(list(queries))
+        return [[] for _ in queries]
+
+    p = HeuristicPlanner(search, library)
+    p._search(["encrypt", "happy"])
+    p._search(["happy", "cat", "cat"])
+    assert calls == [["encrypt", "happy"], ["cat"]]
+    (library.root / "new-brick").mkdir()
+    p._search(["happy"])
+    assert calls[-1] == ["happy"]
