@@ -32,7 +32,7 @@ BAR = 0.97  # dev exact match every case must reach before training stops early
 
 def doubled_word(rng: random.Random) -> str:
     """A random word, a third of the time with one letter doubled: random letters rarely repeat,
-    real words often do ("green", "apple"), and a brick that never saw a pair drops or triples it."""
+    real words often do ("green", "apple"); the card records exact match on such inputs."""
     word = random_word(rng)
     if rng.random() < 1 / 3:
         n = rng.randrange(len(word))
