@@ -7,8 +7,9 @@ payload after a colon, in quotes, via `input=` or written inline in the sentence
 case-changing steps (uppercase, capitalize, acronym) first. Every phrasing, step phrasing and
 payload belongs to one split: `dev` (tuned on) or `test` (held out), so nothing of the test
 split's wording is ever seen while tuning. `fresh` is a third split, written blind (without
-looking at the planner or any results), measured once and never tuned on. Expected outputs come
-from the skills' truth.
+looking at the planner or any results), measured once and never tuned on. `blind` is a fourth
+split, written blind like fresh after fresh had been looked at, measured once and never tuned on.
+Expected outputs come from the skills' truth.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from composer.defaults.skills import BRICK_SKILLS, SKILLS, card_examples
 
 DATA = Path(__file__).resolve().parent / "data"
-SPLITS = ("dev", "test", "fresh")
+SPLITS = ("dev", "test", "fresh", "blind")
 
 # {x}: the payload as is; {X}: the payload title-cased (people capitalise names). A phrasing
 # without a placeholder takes its payload through input=.
@@ -40,6 +41,11 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "pls make evrything uppercase in {x}", "Everything in caps, please: {x}",
                   "Need this in ALL CAPS: {x}", 'How would "{x}" look in all capital letters?',
                   'Rewrite "{x}" using only uppercase', "Switch the whole text to upper case for me"],
+        "blind": ["gimme {x} in full caps", "Would you mind typing {x} in upper-case letters only?",
+                  "I'd like {x} with no lowercase letters left in it", "{x} -> UPPERCASE",
+                  "Raise every letter in {x} to its capital form, thanks", "Set {x} in uper case letters",
+                  "Shift everything to capital letters: {x}", "Text to upper case, thanks: {x}",
+                  'What does "{x}" become in caps?', "Could you make all the letters in this capitals? Thanks"],
     },
     "reverse": {
         "dev": ["Write {x} backwards", "Mirror this text: {x}", 'Flip the letters of "{x}" around', "Spell {x} in reverse",
@@ -56,6 +62,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Quick one, reverse this string for me: {x}", 'What is "{x}" when read from the end?',
                   'Please write "{x}" the other way round, one letter at a time',
                   "Write it out with the letters running the other way"],
+        "blind": ["Can you spell {x} starting from its final letter?", "gimme {x} reversed, char by char",
+                  "I'd like {x} turned around so the last character comes first", "reverse-spell {x}",
+                  "Run the letters of {x} in the opposite direction, thanks",
+                  "Wirte {x} from the end to the start, character-wise", "Character order flipped, please: {x}",
+                  "Make the last letter first and the first letter last: {x}",
+                  'What comes out if "{x}" is spelled end to beginning?',
+                  "Could you write what I sent letter by letter, but starting at the end?"],
     },
     "rot13": {
         "dev": ["ROT-13 this: {x}", "Encrypt {x} with rot13", 'Apply the rot 13 substitution to "{x}"', "rot13 {x}",
@@ -68,6 +81,11 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Please do a rot13 on {x} for me", "rot 13 encyrpt {x}", "Secret message time, rot13 it: {x}",
                   "Caesar cipher with a key of 13: {x}", 'How does "{x}" read after rot13?',
                   'Convert "{x}" with the rot-13 trick', "Mind doing a rot13 pass on this text?"],
+        "blind": ["Would you run a rot-13 shift over {x}?", "yo, scramble {x} using rot13 real quick",
+                  "I'd like {x} encoded by moving each letter 13 spots along the alphabet", "{x} -> rot13",
+                  "Put {x} through the ROT13 letter swap, thanks", "conver {x} using the rot13 substitution cipher",
+                  "Thirteen-letter alphabet rotation on this: {x}", "Quick rot-13 job: {x}",
+                  'Encode "{x}" so that a becomes n, b becomes o and so on', "Rot13 the message I'm sending, please"],
     },
     "remove_vowels": {
         "dev": ["Get rid of the vowels: {x}", "Remove every vowel from {x}", 'Strip the vowels out of "{x}"',
@@ -82,6 +100,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "I want {x} minus its vowels", "wipe out the vowles in {x}", "Consonants only please: {x}",
                   "Vowel-free version of this: {x}", 'Can "{x}" lose all its vowels?',
                   'Please return "{x}" without its vowels', "Could you delete any vowels you find in the text?"],
+        "blind": ["Could you take {x} and leave out the letters a, e, i, o and u?",
+                  "strip {x} down to consonants pls", "I'd like the vowels removed from {x}, spaces kept",
+                  "{x} sans vowels", "Scrub out any vowel letters in {x}, thanks",
+                  "Remoev all vowels in {x} but leave everything else", "Consonant skeleton of this phrase: {x}",
+                  "Kill the vowels: {x}", 'How does "{x}" look with the vowels deleted?',
+                  "Can you filter out the vowels from my text?"],
     },
     "capitalize": {
         "dev": ["Capitalise the words: {x}", "Make every word start with an uppercase letter: {x}",
@@ -99,6 +123,14 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Fix the capitalization so every word starts uppercase: {x}",
                   'How would "{x}" be written in title case?', 'Capital letter on every word of "{x}", please',
                   "Bump up the first letter of each word"],
+        "blind": ["Can {x} be written like a book title, each word starting with a capital?", "title caps on {x} pls",
+                  "I'd like {x} formatted the way names are, with a capital at the start of each word",
+                  "Proper-case {x}",
+                  "Uppercase the initial letter of every word in {x} and leave the rest alone, thanks",
+                  "make sure every word of {x} beigns with a capital",
+                  "Make it look like a headline, each word capitalised: {x}", "Initial caps on every word: {x}",
+                  'What does "{x}" look like with every word capitalized?',
+                  "Name-style capitals on each word of my text, please"],
     },
     "reverse_words": {
         "dev": ["Put the words of {x} in reverse order", "Reverse the order of the words in {x}",
@@ -118,6 +150,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   'Rearrange "{x}" so it runs from the final word to the first',
                   'Could you write "{x}" with the word sequence reversed?',
                   "Please turn the sentence around at the word level"],
+        "blind": ["Could you say {x} with the last word first and the first word last?", "flip {x} word-wise pls",
+                  "I'd like the words of {x} to run from the back to the front", "words of {x}, end first",
+                  "Start with the final word of {x} and work backwards to the first, thanks",
+                  "Reorder {x} so the words go from end to begining",
+                  "Backwards at the word level, letters untouched: {x}", "Word-by-word reversal please: {x}",
+                  'What do you get if you read the words of "{x}" from right to left?',
+                  "Can you reverse how my words are ordered, keeping each word spelled normally?"],
     },
     "acronym": {
         "dev": ["Make an acronym from {x}", "What's the acronym for {x}?", 'Abbreviate "{x}" with its initials in caps',
@@ -135,6 +174,14 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Abbreviation from the initials, in caps: {x}", 'Spell out the acronym of "{x}"',
                   'Initial letters of "{x}" in upper case, run together',
                   "Reduce the wording to its uppercase initials"],
+        "blind": ["If I shorten {x} to capital initials, what do I get?",
+                  "gimme the caps initials of {x} squished together",
+                  "I'd like {x} shortened into an all-caps acronym", "acronymize {x}",
+                  "Write {x} as the kind of all-caps abbreviation companies use, thanks",
+                  "Squash {x} into an acronim", "Acronym time: {x}",
+                  "Help me abbreviate this to capital letters, one per word: {x}",
+                  'Which capital letters stand for "{x}"?',
+                  "Could you abbreviate my phrase into an acronym in capitals?"],
     },
     "capital": {
         "dev": ["What's the capital of {X}?", "Tell me the capital city of {X}", 'Which city is the capital of "{x}"?',
@@ -149,6 +196,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "I'm travelling to {X}, what's its capital?", "quick q: capitl of {X}", "Capital city lookup: {X}",
                   "Country to capital: {X}", 'Name the city that "{X}" calls its capital',
                   'Tell me what city "{X}" is governed from', "What's the capital of the country I give you?"],
+        "blind": ["What city would I visit to see the government of {X}?", "gimme {X}'s capital",
+                  "I'd like to find out which city {X} is run from", "{X} -> capital",
+                  "Name the main city where {X}'s government sits, thanks", "What's {X}'s capital citty?",
+                  "Help me with a quiz answer, capital city of: {X}",
+                  "Geography question, what's the capital here: {X}", 'Seat of power for "{X}", which city?',
+                  "I've got a country here, which city is its capital?"],
     },
     "antonym": {
         "dev": ["Give me the opposite of {x}", "What's the opposite of {x}?", 'What word means the opposite of "{x}"?',
@@ -164,6 +217,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Word with the reverse sense: {x}", "Swap this word for its opposite: {x}",
                   'What would be the opposite of saying "{x}"?', 'Counterpart of "{x}" with the opposite meaning?',
                   "Turn the word into its opposite"],
+        "blind": ["Is there a word that's the exact opposite of {x}?", "{x} but opposite, pls",
+                  "I'd like a word meaning the contrary of {x}", "{x}'s opposite",
+                  "Find me the word that contrasts directly with {x}, thanks", "Need the antonm of {x}",
+                  "One-word opposite for this: {x}", "Help me find an antonym for my essay: {x}",
+                  'Give me the word on the other end of the scale from "{x}"',
+                  "Please reply with the opposite of the word I give you"],
     },
     "plural": {
         "dev": ["What's the plural of {x}?", "plural of {x}", 'Write "{x}" in the plural',
@@ -177,6 +236,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Noun to pluralize: {x}", "Give me the word for several of these: {x}",
                   'Change "{x}" from singular to plural', 'Two "{x}" would be two what?',
                   "Could you give me the word for more than one of these?"],
+        "blind": ["Which form of {x} is used for two or more?", "plural-ify {x} pls",
+                  "I'd like to know how {x} is written for multiple items", "{x} (pl.)",
+                  "Write {x} the way you would after the word 'many', thanks",
+                  "Put {x} into the plural form, with the corect spelling", "Several of these, what's the word: {x}",
+                  "Need this noun for a group of them: {x}", 'How is "{x}" spelled once there are a few of them?',
+                  "Please give me the plural spelling of the word I send"],
     },
     "french": {
         "dev": ["Translate {x} into French", "How do you say {x} in French?", 'French for "{x}"?',
@@ -192,6 +257,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "In French this would be what: {x}", "Help me with my French homework, translate: {x}",
                   'What is "{x}" in the French language?', 'I need "{x}" translated from English to French',
                   "How do French speakers say this word?"],
+        "blind": ["Any idea how to write {x} in French?", "frenchify {x} pls",
+                  "I'd like to learn the French word that means {x}", "EN->FR {x}",
+                  "Say {x} the way they would in France, thanks", "Traslate {x} for a French speaker",
+                  "French vocabulary check: {x}", "French word needed for my crossword: {x}",
+                  'Which word would a French dictionary give for "{x}"?',
+                  "Give me this English word's French counterpart"],
     },
     "sentiment": {
         "dev": ['Is this review good or bad: {x}', 'Does the reviewer like it? "{x}"', "How does the reviewer feel: {x}",
@@ -210,6 +281,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   'Was the person who wrote "{x}" satisfied or not?',
                   'Read "{x}" and tell me the overall feeling, positive or negative',
                   "Is the attitude in this customer review upbeat or critical?"],
+        "blind": ["Does {x} read as praise or as criticism?", "{x} - good vibes or bad vibes?",
+                  "I'd like a positive/negative verdict on {x}", "{x} -> pos or neg",
+                  "Tell me whether {x} leans positive or negative, thanks",
+                  "Does {x} come across as negativ or positive?", "Did they love it or hate it: {x}",
+                  "Sort this review into the good pile or the bad pile: {x}",
+                  'Reading "{x}", is the writer pleased or annoyed?',
+                  "Glowing or scathing, what's the verdict on this review?"],
     },
 }
 
@@ -218,70 +296,99 @@ STEP: dict[str, dict[str, list[str]]] = {
     "uppercase": {"dev": ["put it in capitals", "make everything uppercase", "shout it", "caps it"],
                   "test": ["convert it to uppercase", "write it all in capitals", "make it upper case", "all caps"],
                   "fresh": ["switch that over to upper case", "make the result all uppercase letters",
-                            "caps lock the whole thing"]},
+                            "caps lock the whole thing"],
+                  "blind": ["put the whole thing in upper case", "go all caps on it", "make it uppercase throughout"]},
     "reverse": {"dev": ["write it backwards", "mirror its letters", "flip the characters", "spell it in reverse"],
                 "test": ["spell the thing backwards", "reverse the letters", "reverse the characters of it", "write it back to front"],
                 "fresh": ["spell that from the end", "flip the result letter by letter",
-                          "turn it around character for character"]},
+                          "turn it around character for character"],
+                "blind": ["read that out from the final letter", "spell it out last letter first",
+                          "spell the result in reverse order"]},
     "rot13": {"dev": ["rot13 encode it", "apply rot-13", "encrypt it with rot13"],
               "test": ["encode it in rot13", "run rot13 on it", "rot-13 it"],
-              "fresh": ["scramble that with rot13", "put the result through rot-13", "garble it with rot13"]},
+              "fresh": ["scramble that with rot13", "put the result through rot-13", "garble it with rot13"],
+              "blind": ["shift that by 13 letters", "run it through the rot 13 cipher",
+                        "encode the result with a rot13 shift"]},
     "remove_vowels": {"dev": ["strip the vowels", "get rid of the vowels", "delete every vowel"],
                       "test": ["remove all the vowels", "take out all vowels", "erase the vowels"],
                       "fresh": ["drop every a e i o u from that", "knock out the vowels",
-                                "leave only consonants in the result"]},
+                                "leave only consonants in the result"],
+                      "blind": ["lose all the vowels in it", "strip it down to consonants",
+                                "cut every vowel out of the result"]},
     "capitalize": {"dev": ["title-case it", "capitalise each word", "start each word with a capital"],
                    "test": ["capitalize every word", "put it in title case", "capitalise the first letter of each word"],
                    "fresh": ["give each word of that a capital initial", "make the result title case",
-                             "bump each word's first letter to a capital"]},
+                             "bump each word's first letter to a capital"],
+                   "blind": ["proper-case it", "give every word an uppercase opening letter",
+                             "give it title-style capitals"]},
     "reverse_words": {"dev": ["flip the word order", "reverse the order of the words", "put the words in reverse"],
                       "test": ["reverse all the words", "swap the word order around", "put the words last to first"],
                       "fresh": ["put the last word of that first and so on", "reverse it word by word",
-                                "flip the sequence of the words in the result"]},
+                                "flip the sequence of the words in the result"],
+                      "blind": ["turn the words around so the last comes first", "reverse that at the word level",
+                                "start that from its final word"]},
     "acronym": {"dev": ["make an acronym of it", "turn that into an acronym", "abbreviate it to its initials in caps"],
                 "test": ["form an acronym", "make it an acronym", "acronym it"],
                 "fresh": ["shrink that to its capital initials", "condense the result into an acronym",
-                          "abbreviate it to an uppercase acronym"]},
+                          "abbreviate it to an uppercase acronym"],
+                "blind": ["collapse it into an acronym", "acronymize it", "shorten it into an all-caps acronym"]},
     "capital": {"dev": ["find the capital city", "name its capital"],
                 "test": ["give its capital", "get the capital city"],
                 "fresh": ["look up its capital", "swap the country for its capital",
-                          "get me the capital of that country"]},
+                          "get me the capital of that country"],
+                "blind": ["say which city is its capital", "go from the country to its capital",
+                          "find out what its capital is"]},
     "antonym": {"dev": ["give the opposite", "find the opposite word"],
                 "test": ["take the opposite", "give its antonym"],
                 "fresh": ["flip it to its opposite", "find the word that means the opposite of that",
-                          "replace it with its antonym"]},
+                          "replace it with its antonym"],
+                "blind": ["switch it to a word with the opposite meaning", "find the contrary of that",
+                          "get the antonym"]},
     "plural": {"dev": ["turn it plural", "pluralise it"], "test": ["put it in the plural", "give the plural form"],
                "fresh": ["turn that noun into its plural", "switch it to the plural",
-                         "give me the plural of the result"]},
+                         "give me the plural of the result"],
+               "blind": ["make that word plural", "give whatever the plural of it is", "pluralize the result"]},
     "french": {"dev": ["translate it into French", "say that in French"], "test": ["translate it to French", "put it in French"],
-               "fresh": ["render that word in French", "switch it to French", "find the French for that word"]},
+               "fresh": ["render that word in French", "switch it to French", "find the French for that word"],
+               "blind": ["work out its French translation", "look up its French word", "write that in French instead"]},
     "sentiment": {"dev": ["classify its sentiment", "say if it is positive or negative"],
                   "test": ["judge the sentiment", "tell me if the review is positive or negative"],
                   "fresh": ["tell me whether that review is good or bad", "say how the reviewer felt about it",
-                            "figure out the review's sentiment"]},
+                            "figure out the review's sentiment"],
+                  "blind": ["rate that review as positive or negative", "decide if it's a good or bad review",
+                            "work out whether the reviewer liked it"]},
 }
 
 # A first step that names its payload inline ({x}); the rest of the chain follows.
 INLINE_FIRST: dict[str, dict[str, list[str]]] = {
     "capital": {"dev": ["find the capital of {X}"], "test": ["take the capital of {X}"],
-               "fresh": ["work out where {X} has its capital"]},
+               "fresh": ["work out where {X} has its capital"],
+               "blind": ["find the city that serves as {X}'s capital"]},
     "french": {"dev": ["translate {x} to French"], "test": ["translate {x} into French"],
-              "fresh": ["give me the French word for {x}"]},
+              "fresh": ["give me the French word for {x}"],
+              "blind": ["switch {x} from English to French"]},
     "antonym": {"dev": ["give the opposite of {x}"], "test": ["take the opposite of {x}"],
-               "fresh": ["come up with the antonym of {x}"]},
+               "fresh": ["come up with the antonym of {x}"],
+               "blind": ["flip the meaning of {x}"]},
     "plural": {"dev": ["make {x} plural"], "test": ["give the plural of {x}"],
-              "fresh": ["turn {x} into the plural"]},
-    "uppercase": {"dev": ["upper-case {x}"], "test": ["put {x} in capitals"], "fresh": ["write {x} in all caps"]},
+              "fresh": ["turn {x} into the plural"],
+              "blind": ["write {x} as a plural noun"]},
+    "uppercase": {"dev": ["upper-case {x}"], "test": ["put {x} in capitals"], "fresh": ["write {x} in all caps"],
+                  "blind": ["type {x} with caps lock on"]},
     "reverse_words": {"dev": ["flip the word order of {x}"], "test": ["reverse the words in {x}"],
-                     "fresh": ["flip {x} around word by word"]},
+                     "fresh": ["flip {x} around word by word"],
+                     "blind": ["take {x} and reverse its word order"]},
     "capitalize": {"dev": ["title-case {x}"], "test": ["capitalize each word of {x}"],
-                  "fresh": ["put {x} into title case"]},
+                  "fresh": ["put {x} into title case"],
+                  "blind": ["make {x} look like a title, capital on each word"]},
     "remove_vowels": {"dev": ["strip the vowels from {x}"], "test": ["remove the vowels from {x}"],
-                     "fresh": ["write {x} with no vowels"]},
-    "rot13": {"fresh": ["rot13 the phrase {x}"]},
-    "reverse": {"fresh": ["spell {x} from right to left"]},
-    "acronym": {"fresh": ["abbreviate {x} to an acronym"]},
-    "sentiment": {"fresh": ["decide whether {x} is positive or negative"]},
+                     "fresh": ["write {x} with no vowels"],
+                     "blind": ["take {x} and lose the vowels"]},
+    "rot13": {"fresh": ["rot13 the phrase {x}"], "blind": ["encipher {x} with rot13"]},
+    "reverse": {"fresh": ["spell {x} from right to left"], "blind": ["write {x} letter by letter from the end"]},
+    "acronym": {"fresh": ["abbreviate {x} to an acronym"], "blind": ["squeeze {x} into an acronym"]},
+    "sentiment": {"fresh": ["decide whether {x} is positive or negative"],
+                  "blind": ["check if {x} is a good or bad review"]},
 }
 
 STRING_PAYLOADS = {
@@ -295,6 +402,10 @@ STRING_PAYLOADS = {
               "paper boat", "window seat", "kind words", "back to school", "night train", "garden gate",
               "silver spoon", "apple pie", "quiet street", "rainy monday", "pick up the phone", "orange juice",
               "fish and chips", "music box"],
+    "blind": ["turn off the lights", "cup of tea", "salt and vinegar", "yellow taxi", "morning walk",
+              "cheese sandwich", "go to bed", "broken clock", "birthday card", "sunny beach", "ice cream truck",
+              "the last page", "spring flowers", "tomato soup", "open window", "umbrella", "heavy box",
+              "train station", "read a book", "peanut butter"],
 }
 
 # Chain shapes: (step skills, joiner). Joiners: then, comma, and, numbered, sentences, and-then.
@@ -310,8 +421,9 @@ THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "r
 JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
 CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
 TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
-TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1}  # fresh shares test's table keys: nothing of dev's half
-SINGLE_OFFSET = {"fresh": 3}  # where a split starts in its payloads (0 unless named): fresh's singles skip test's keys
+TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1}  # fresh, blind share test's keys: nothing of dev's
+SINGLE_OFFSET = {"fresh": 3, "blind": 5}  # where a split starts in its payloads (0 unless named): fresh's and
+# blind's singles skip the table keys of test's singles (and blind's those of fresh's)
 
 
 def _fill(template: str, x: str) -> dict:
