@@ -73,9 +73,12 @@ _GLUE = frozenset("""a an the of in into to for from on at by with as through us
     who where when word words text phrase string term noun name say tell give get make put write turn then and or
     so just now here there every each all i we us need want like thing result something version form
     change convert transform print render produce create show display return output apply run take use provide
-    generate rewrite type format express find compute help let keep bring written writing wrote made""".split())
+    generate rewrite type format express find compute help let keep bring written writing wrote made
+    am been being have has had having he she him they them were if but because until while about against
+    between during before after above below up down out off over under again further once why whom both few
+    more most other some such no nor not only same than too very should should've i'm i'd it's""".split())
 _TRAILING = frozenset("of in into to for from on at by with as through using via the a an and please".split())
-PAYLOAD_COST, REST_COST = 0.15, 0.15  # per instruction-like word inside a payload, per payload-like word outside
+PAYLOAD_COST, REST_COST = 0.15, 0.05  # per instruction-like word inside a payload, per payload-like word outside
 BOUNDARY_COST = 0.15  # per payload-like word right next to the span: "Abbreviate sun moon | star"
 LINK_COST = 0.05  # per preposition inside a payload: "my old car in block" is rarely one
 _LINKS = frozenset("of in into to for from on at by with through using via".split())
@@ -230,14 +233,15 @@ class HeuristicPlanner:
         return self._keys
 
     @staticmethod
-    def _later_pieces(tokens: list[str]) -> list[tuple[int, str]]:
-        """(where the payload would have to end, the text up to the next separator) for every
-        comma or "and" in a step: each piece may be the start of another step."""
+    def _later_pieces(tokens: list[str]) -> list[tuple[int, str, str]]:
+        """(where the payload would have to end, the text before, the text up to the next
+        separator) for every comma or "and" in a step: each may be the start of another step."""
         seps = [n for n, t in enumerate(tokens) if t.lower() == "and" or (t.endswith(",") and n + 1 < len(tokens))]
         pieces = []
         for a, b in zip(seps, seps[1:] + [len(tokens)]):
             end = b if b == len(tokens) or tokens[b].lower() == "and" else b + 1
-            pieces.append((a if tokens[a].lower() == "and" else a + 1, _clean(" ".join(tokens[a + 1:end]))))
+            limit = a if tokens[a].lower() == "and" else a + 1
+            pieces.append((limit, _clean(" ".join(tokens[:limit])), _clean(" ".join(tokens[a + 1:end]))))
         return pieces
 
     def _affinity(self, words: list[str], hits: list[list]) -> Callable[[str, str], float]:
@@ -264,11 +268,15 @@ class HeuristicPlanner:
         tokens = step.split()
         later = self._later_pieces(tokens)
         # one embedding call for the pieces, the words and (usually) the whole first step
-        self._search([piece for _, piece in later] + sorted(set(_words(step)) - _GLUE) + [step.strip(" ,.;:?!")])
-        # from the first comma or "and" whose piece retrieves a brick confidently on, the text is a
-        # later step ("Title-case big red dog and reverse it"); "salt and pepper" may be a payload
-        limit = next((end for (end, _), (_, score) in zip(later, self._best([p for _, p in later]))
-                      if score >= self.split_score), len(tokens))
+        self._search([t for _, head, piece in later for t in (head, piece)] + sorted(set(_words(step)) - _GLUE)
+                     + [step.strip(" ,.;:?!")])
+        # from a comma or "and" whose piece retrieves a brick confidently the text is a later
+        # step ("Title-case big red dog and reverse it"); "salt and pepper" may be a payload. Of
+        # several, the first whose text before still reads as a step ("Write bread and butter
+        # with no vowels and ..."), else the first.
+        confident = [(end, head) for end, head, piece in later if self._best([piece])[0][1] >= self.split_score]
+        limit = next((end for end, head in confident if self._best([head])[0][1] >= self.payload_score),
+                     confident[0][0] if confident else len(tokens))
         head, tail = tokens[:limit], " ".join(tokens[limit:])
         bare = [t.strip("\"'.,;:?!()").lower() for t in head]
         keys = self._known_inputs()
