@@ -98,25 +98,28 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_table(split: str = "test") -> str:
-    """README's "Composition quality" table: before (label `before`) and after, from the JSON files."""
-    runs = [(label, RESULTS / f"composition_{split}{suffix}.json") for label, suffix in
-            (("before", "_before"), ("after", ""))]
+def readme_table() -> str:
+    """README's "Composition quality" table from the JSON files: the test split before (label
+    `before`) and after, then the splits written blind: `fresh` as first measured (label
+    `first`) and after tuning on it, and `blind`."""
+    runs = [(label, RESULTS / f"composition_{name}.json") for label, name in
+            (("test before", "test_before"), ("test", "test"), ("fresh, first run", "fresh_first"),
+             ("fresh, tuned on", "fresh"), ("blind", "blind"))]
     runs = [(label, json.loads(path.read_text())["summary"]) for label, path in runs if path.is_file()]
     rows = [("retrieval top-1", "retrieval_top1", ">= 0.97"), ("retrieval top-3", "retrieval_top3", ">= 0.995"),
             ("single-step exact", "single_exact", ">= 0.95"), ("two-step chains exact", "two_step_exact", ">= 0.92"),
             ("3-step / comma / case-changing chains exact", "hard_chain_exact", ">= 0.85"),
             ("inline-payload requests exact", "inline_exact", ">= 0.90"),
             ("all chains exact", "chain_exact", ""), ("p50 ms per step (warm, CPU)", "ms_per_step_p50", "<= 150")]
-    lines = ["| measure (" + split + " split) | " + " | ".join(label for label, _ in runs) + " | target |",
+    lines = ["| measure | " + " | ".join(label for label, _ in runs) + " | target |",
              "|---|" + "---|" * len(runs) + "---|"]
     for name, key, target in rows:
         cells = [f"{summary[key]:.3f}" if isinstance(summary[key], float) and key != "ms_per_step_p50"
                  else str(summary[key]) for _, summary in runs]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {target} |")
-    n = runs[-1][1] if runs else {}
-    lines.append(f"\n{n.get('single', 0)} single-step requests and {n.get('chains', 0)} chains "
-                 f"(benchmarks/data/composition_{split}.jsonl).")
+    sizes = sorted({(summary["single"], summary["chains"]) for _, summary in runs})
+    lines.append("\nRequests per split: " + ", ".join(f"{a} single-step and {b} chains" for a, b in sizes)
+                 + " (benchmarks/data/composition_<split>.jsonl).")
     return "\n".join(lines)
 
 
@@ -126,10 +129,10 @@ def main() -> None:
     parser.add_argument("--label", default="", help="suffix of the result file (e.g. 'before')")
     parser.add_argument("--show-failures", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--readme", action="store_true", help="print README's table from saved results and exit")
+    parser.add_argument("--readme", action="store_true", help="print README's table (every split) from saved results")
     args = parser.parse_args()
     if args.readme:
-        print(readme_table(args.split))
+        print(readme_table())
         return
     items = load(args.split)
     if args.threads:
