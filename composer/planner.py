@@ -188,8 +188,9 @@ class HeuristicPlanner:
         return [(h[0].id, h[0].score) if h else ("", 0.0) for h in self._search(queries)]
 
     def _segment(self, segment: str, explain: list[str]) -> list[str]:
-        """`segment` whole, or split at commas / "and" where every piece retrieves confidently;
-        among such splits the one with the most pieces, then the best mean score."""
+        """`segment` whole, or split at commas / "and" where every piece retrieves confidently
+        and neighbours retrieve different bricks; among such splits the one with the most
+        pieces, then the best mean score."""
         seps = list(_WEAK.finditer(segment))[:4]
         if not seps:
             return [segment]
@@ -207,8 +208,11 @@ class HeuristicPlanner:
                 options.append(pieces)
         queries = sorted({p for pieces in options for p in pieces})
         scores = dict(zip(queries, self._best(queries)))
+        # every piece confident, and no two neighbours asking for the same brick: that is one
+        # step worded twice ("Help me with my French homework, translate")
         good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in options
-                if all(scores[q][1] >= self.split_score for q in p)]
+                if all(scores[q][1] >= self.split_score for q in p)
+                and all(scores[a][0] != scores[b][0] for a, b in zip(p, p[1:]))]
         if not good:
             return [segment]
         _, _, pieces = max(good, key=lambda g: (g[0], g[1]))
@@ -258,26 +262,38 @@ class HeuristicPlanner:
         return affinity
 
     def _inline_payload(self, step: str, explain: list[str]) -> tuple[str, str | None]:
-        """(the step without its payload, the payload) for the best-scoring span, or (step, None).
+        """(the step without its payload, the payload), or (step, None).
 
-        A span's score: retrieval of what is left (the first step's words only), minus
-        PAYLOAD_COST per instruction-like word inside the span and REST_COST per payload-like
-        word left outside (both by `_affinity` to the retrieved brick), plus a bonus for a table
-        brick's known input. Leaving the step whole is scored the same way and wins ties.
+        From a comma or "and" whose piece retrieves a brick confidently the text is a later
+        step ("Title-case big red dog and reverse it"); "salt and pepper" may be a payload. Of
+        several, the first whose text before still reads as a step ("Write bread and butter
+        with no vowels and ..."), else the first. The payload is looked for before it, then,
+        if nothing there reads as one, in the whole step ("I'm going to Finland, what's its
+        capital?").
         """
         tokens = step.split()
         later = self._later_pieces(tokens)
         # one embedding call for the pieces, the words and (usually) the whole first step
         self._search([t for _, head, piece in later for t in (head, piece)] + sorted(set(_words(step)) - _GLUE)
                      + [step.strip(" ,.;:?!")])
-        # from a comma or "and" whose piece retrieves a brick confidently the text is a later
-        # step ("Title-case big red dog and reverse it"); "salt and pepper" may be a payload. Of
-        # several, the first whose text before still reads as a step ("Write bread and butter
-        # with no vowels and ..."), else the first.
         confident = [(end, head) for end, head, piece in later if self._best([piece])[0][1] >= self.split_score]
         limit = next((end for end, head in confident if self._best([head])[0][1] >= self.payload_score),
                      confident[0][0] if confident else len(tokens))
-        head, tail = tokens[:limit], " ".join(tokens[limit:])
+        if limit < len(tokens):
+            rest, payload = self._payload_span(tokens[:limit], explain)
+            if payload is not None:
+                return rest + ("," if tokens[limit - 1].endswith(",") else "") + " " + " ".join(tokens[limit:]), payload
+        return self._payload_span(tokens, explain)
+
+    def _payload_span(self, head: list[str], explain: list[str]) -> tuple[str, str | None]:
+        """The best-scoring span of `head` (a step's tokens) as its payload, or (head, None).
+
+        A span's score: retrieval of what is left, minus PAYLOAD_COST per instruction-like word
+        inside the span and REST_COST per payload-like word left outside (both by `_affinity`
+        to the retrieved brick), plus a bonus for a table brick's known input. Leaving the step
+        whole is scored the same way and wins ties.
+        """
+        step = " ".join(head)
         bare = [t.strip("\"'.,;:?!()").lower() for t in head]
         keys = self._known_inputs()
         known = set().union(*keys.values()) if keys else set()
@@ -337,4 +353,4 @@ class HeuristicPlanner:
         why = f"; {payload.lower()!r} is a known input of {brick}" if fits else ""
         explain.append(f"payload {payload!r} found inline in {step!r}: the rest, {rest!r}, retrieves {brick} "
                        f"{score:.2f} (score {total:.2f} against {total0:.2f} whole){why}")
-        return (rest + ("," if head[-1].endswith(",") else "") + " " + tail) if tail else rest, payload
+        return rest, payload
