@@ -209,10 +209,11 @@ class HeuristicPlanner:
         queries = sorted({p for pieces in options for p in pieces})
         scores = dict(zip(queries, self._best(queries)))
         # every piece confident, and no two neighbours asking for the same brick: that is one
-        # step worded twice ("Help me with my French homework, translate")
+        # step worded twice ("Help me with my French homework, translate") unless the second
+        # says "again"
         good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in options
                 if all(scores[q][1] >= self.split_score for q in p)
-                and all(scores[a][0] != scores[b][0] for a, b in zip(p, p[1:]))]
+                and all(scores[a][0] != scores[b][0] or "again" in _words(b) for a, b in zip(p, p[1:]))]
         if not good:
             return [segment]
         _, _, pieces = max(good, key=lambda g: (g[0], g[1]))

@@ -115,6 +115,23 @@ def test_an_inline_payload_stops_where_the_next_step_starts(guided, text, payloa
 
 
 @needs_default
+def test_one_step_worded_twice_is_one_step(guided):
+    plan = guided.plan("Help me with my French homework, translate: morning")
+    assert plan.payload == "morning" and len(plan.steps) == 1
+    plan = guided.plan("reverse it, and reverse it again: abc")
+    assert [s.instruction for s in plan.steps] == ["reverse it", "reverse it again"]
+
+
+@needs_default
+def test_a_payload_before_the_instruction(guided):
+    """Nothing before the next step reads as a payload: the whole step is searched."""
+    plan = guided.plan("I'm travelling to Finland, what's its capital?")
+    assert plan.payload == "Finland" and len(plan.steps) == 1
+    plan = guided.plan("Write bread and butter with no vowels and switch that over to upper case")
+    assert plan.payload == "bread and butter" and len(plan.steps) == 2
+
+
+@needs_default
 def test_commas_and_and_split_only_when_every_piece_retrieves(guided):
     plan = guided.plan("Strip the vowels, flip the word order, then shout it: big cat")
     assert [s.instruction for s in plan.steps] == ["Strip the vowels", "flip the word order", "shout it"]
