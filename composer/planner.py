@@ -12,8 +12,10 @@ planner is deterministic and explains itself in `Plan.explain`:
    says which it is) — and the best span wins, unless the step scores better whole.
 2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
    sentence ends, numbered lists); then, with a search function, on commas and "and" when —
-   and only when — every piece retrieves a brick with at least `split_score` (retrieval-guided
-   segmentation: "remove the vowels and reverse it" splits, "uppercase salt and pepper" does not).
+   and only when — every piece retrieves a brick with at least `split_score` and neighbouring
+   pieces retrieve different bricks (retrieval-guided segmentation: "remove the vowels and
+   reverse it" splits, "uppercase salt and pepper" and "Help me with my French homework,
+   translate" do not; "reverse it, and reverse it again" does).
 """
 
 from __future__ import annotations
