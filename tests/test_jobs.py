@@ -175,9 +175,15 @@ def test_interrupt_keeps_finished_chunks(composer, tmp_path):
 
 
 # -- the CLI -----------------------------------------------------------------------------------
+def _sigint_default() -> None:
+    """A CLI started from a shell's background job inherits SIGINT ignored: give it Ctrl-C back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "composer.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kwargs)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            preexec_fn=_sigint_default, **kwargs)
 
 
 @pytest.mark.parametrize("args, message", [
