@@ -140,11 +140,11 @@ class HeuristicPlanner:
                  payload_score: float = 0.35):
         self.search, self.library = search, library
         self.split_score, self.payload_score = split_score, payload_score
+        # what the planner remembers about the library, dropped together when it changes
         self._generation = None
-        self._keys: dict[str, frozenset[str]] = {}
+        self._keys: dict[str, frozenset[str]] | None = None
         self._memo: dict[str, list] = {}
-        self._memo_generation = None
-        self._memo_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan:
         if not instruction or not instruction.strip():
@@ -174,14 +174,11 @@ class HeuristicPlanner:
         about many short texts, and instruction words recur from one request to the next."""
         if self.library is None:
             return self.search(queries, SEARCH_K) if queries else []
-        generation = self.library.generation()
-        with self._memo_lock:
-            if generation != self._memo_generation or len(self._memo) > MEMO_SIZE:
-                self._memo, self._memo_generation = {}, generation
-            memo = self._memo
+        with self._lock:
+            memo = self._current()
             missing = list(dict.fromkeys(q for q in queries if q not in memo))
         found = dict(zip(missing, self.search(missing, SEARCH_K))) if missing else {}
-        with self._memo_lock:
+        with self._lock:
             memo.update(found)
         return [found[q] if q in found else memo[q] for q in queries]
 
@@ -224,20 +221,31 @@ class HeuristicPlanner:
         return pieces
 
     # -- inline payloads ---------------------------------------------------------------
+    def _current(self) -> dict[str, list]:
+        """The search memo for the library as it is now (caller holds `_lock`); a changed
+        library, or a full memo, drops the memo and the known inputs together."""
+        generation = self.library.generation()
+        if generation != self._generation or len(self._memo) > MEMO_SIZE:
+            self._generation, self._memo, self._keys = generation, {}, None
+        return self._memo
+
     def _known_inputs(self) -> dict[str, frozenset[str]]:
         """Known inputs per brick (the `input` of its data.jsonl rows), re-read when the library changes."""
         if self.library is None:
             return {}
-        generation = self.library.generation()
-        if generation != self._generation:
-            keys = {}
-            for card in self.library.cards():
-                data = self.library.path(card.id) / "data.jsonl"
-                if data.is_file():
-                    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
-                    keys[card.id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
-            self._keys, self._generation = keys, generation
-        return self._keys
+        with self._lock:
+            self._current()
+            if self._keys is not None:
+                return self._keys
+        keys = {}
+        for card in self.library.cards():
+            data = self.library.path(card.id) / "data.jsonl"
+            if data.is_file():
+                rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+                keys[card.id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
+        with self._lock:
+            self._keys = keys
+        return keys
 
     @staticmethod
     def _later_pieces(tokens: list[str]) -> list[tuple[int, str, str]]:
@@ -297,6 +305,7 @@ class HeuristicPlanner:
         whole is scored the same way and wins ties.
         """
         step = " ".join(head)
+        whole = step.strip(" ,.;:?!")
         bare = [t.strip("\"'.,;:?!()").lower() for t in head]
         keys = self._known_inputs()
         known = set().union(*keys.values()) if keys else set()
@@ -317,7 +326,6 @@ class HeuristicPlanner:
                     spans.append((i, j, rest, " ".join(t.strip("\"'.,;:?!()") for t in head[i:j])))
         if not spans:
             return step, None
-        whole = " ".join(head).strip(" ,.;:?!")
         words = sorted(set(_words(whole)) - _GLUE)
         affinity = self._affinity(words, self._search(words))
 
