@@ -7,8 +7,9 @@ payload after a colon, in quotes, via `input=` or written inline in the sentence
 case-changing steps (uppercase, capitalize, acronym) first. Every phrasing, step phrasing and
 payload belongs to one split: `dev` (tuned on) or `test` (held out), so nothing of the test
 split's wording is ever seen while tuning. `fresh` is a third split, written blind (without
-looking at the planner or any results), measured once and never tuned on. `blind` is a fourth
-split, written blind like fresh after fresh had been looked at, measured once and never tuned on.
+looking at the planner or any results) and measured once before its failures were read and
+tuned on. `blind` is a fourth split, written blind like fresh after fresh had been looked at;
+its requests are never read or tuned on.
 Expected outputs come from the skills' truth.
 """
 
