@@ -125,7 +125,7 @@ def readme_table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind"], default="dev")
+    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "holdout"], default="dev")
     parser.add_argument("--label", default="", help="suffix of the result file (e.g. 'before')")
     parser.add_argument("--show-failures", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

@@ -9,7 +9,8 @@ payload belongs to one split: `dev` (tuned on) or `test` (held out), so nothing 
 split's wording is ever seen while tuning. `fresh` is a third split, written blind (without
 looking at the planner or any results) and measured once before its failures were read and
 tuned on. `blind` is a fourth split, written blind like fresh after fresh had been looked at;
-its requests are never read or tuned on.
+its requests are never read or tuned on. `holdout` is a fifth split with blind's counts and mix, written
+later without looking at the planner, the retriever or any results; it too is never read or tuned on.
 Expected outputs come from the skills' truth.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from composer.defaults.skills import BRICK_SKILLS, SKILLS, card_examples
 
 DATA = Path(__file__).resolve().parent / "data"
-SPLITS = ("dev", "test", "fresh", "blind")
+SPLITS = ("dev", "test", "fresh", "blind", "holdout")
 
 # {x}: the payload as is; {X}: the payload title-cased (people capitalise names). A phrasing
 # without a placeholder takes its payload through input=.
@@ -47,6 +48,11 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Raise every letter in {x} to its capital form, thanks", "Set {x} in uper case letters",
                   "Shift everything to capital letters: {x}", "Text to upper case, thanks: {x}",
                   'What does "{x}" become in caps?', "Could you make all the letters in this capitals? Thanks"],
+        "holdout": ["Could {x} be converted so every character is upper case?", "yo make {x} loud, like all-caps loud",
+                    "For a banner I'm printing I need {x} in uppercase", "uppercase version of {x}?",
+                    "Please set {x} entirely in capitals, if you don't mind", "i need {x} in uppper case for a sign",
+                    "Turn on caps for this text: {x}", "Header text, needs to be uppercase: {x}",
+                    'Can I see "{x}" printed in big capitals?', "Make the text I pasted all upper-case, nothing small"],
     },
     "reverse": {
         "dev": ["Write {x} backwards", "Mirror this text: {x}", 'Flip the letters of "{x}" around', "Spell {x} in reverse",
@@ -70,6 +76,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Make the last letter first and the first letter last: {x}",
                   'What comes out if "{x}" is spelled end to beginning?',
                   "Could you write what I sent letter by letter, but starting at the end?"],
+        "holdout": ["How would {x} be spelled if you started at the very last character?", "do {x} backwardz lol",
+                    "I'm making a puzzle for my kid, so I need {x} with its characters reversed", "{x}, char-reversed",
+                    "Kindly reverse the character sequence of {x}, thank you",
+                    "can u flip {x} so it's spelt bakcwards", "Riddle needs this spelled end-first: {x}",
+                    "Flip each letter's position end to end: {x}",
+                    'Is "{x}" still readable when written backwards? Show me',
+                    "Take my string and output it with the characters in reverse"],
     },
     "rot13": {
         "dev": ["ROT-13 this: {x}", "Encrypt {x} with rot13", 'Apply the rot 13 substitution to "{x}"', "rot13 {x}",
@@ -87,6 +100,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Put {x} through the ROT13 letter swap, thanks", "conver {x} using the rot13 substitution cipher",
                   "Thirteen-letter alphabet rotation on this: {x}", "Quick rot-13 job: {x}",
                   'Encode "{x}" so that a becomes n, b becomes o and so on', "Rot13 the message I'm sending, please"],
+        "holdout": ["What would {x} turn into under ROT13?", "lemme get {x} in rot13",
+                    "My puzzle hunt clue needs {x} rot13'd before I post it", "{x} in rot-13 form",
+                    "Please put {x} through a ROT-13 transformation, cheers", "cud you rot-thirteen {x}",
+                    "Forum spoiler, hide it with rot13: {x}", "Do the usual a-to-n letter swap on this: {x}",
+                    'Encode or decode "{x}" with rot13, same thing',
+                    "Spoiler-tag what I wrote by running rot13 over it"],
     },
     "remove_vowels": {
         "dev": ["Get rid of the vowels: {x}", "Remove every vowel from {x}", 'Strip the vowels out of "{x}"',
@@ -107,6 +126,11 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Remoev all vowels in {x} but leave everything else", "Consonant skeleton of this phrase: {x}",
                   "Kill the vowels: {x}", 'How does "{x}" look with the vowels deleted?',
                   "Can you filter out the vowels from my text?"],
+        "holdout": ["Can you show me {x} once every vowel is gone?", "yeet the a's e's i's o's and u's outta {x}",
+                    "For a text-speak joke I want {x} without a, e, i, o or u", "{x} but no aeiou",
+                    "Kindly drop every vowel from {x}, keeping the rest untouched", "chop out evry vowel in {x}",
+                    "Vowels out, consonants stay: {x}", "License plate style, no vowels: {x}",
+                    'What\'s "{x}" after stripping a/e/i/o/u?', "Scrub the vowels from whatever I just sent"],
     },
     "capitalize": {
         "dev": ["Capitalise the words: {x}", "Make every word start with an uppercase letter: {x}",
@@ -132,6 +156,14 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Make it look like a headline, each word capitalised: {x}", "Initial caps on every word: {x}",
                   'What does "{x}" look like with every word capitalized?',
                   "Name-style capitals on each word of my text, please"],
+        "holdout": ["Would you mind giving every word in {x} an initial capital?",
+                    "big first letters on all the words in {x} pls",
+                    "It's a song title, so I need {x} with each word capitalised", "initial-cap {x}",
+                    "Kindly start each word of {x} with a capital, leaving the other letters alone",
+                    "every word in {x} shoud start with a captal",
+                    "Fix the casing for my essay heading, every word capitalised: {x}",
+                    "Word-initial capitals only: {x}", 'Give each word in "{x}" an upper-case first character',
+                    "Can the words in my message each get a capital first letter?"],
     },
     "reverse_words": {
         "dev": ["Put the words of {x} in reverse order", "Reverse the order of the words in {x}",
@@ -158,6 +190,15 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Backwards at the word level, letters untouched: {x}", "Word-by-word reversal please: {x}",
                   'What do you get if you read the words of "{x}" from right to left?',
                   "Can you reverse how my words are ordered, keeping each word spelled normally?"],
+        "holdout": ["Could you rearrange {x} so the final word leads and the opening word trails?",
+                    "switch up the word order of {x}, back to front lol",
+                    "For a poem I'm writing, I need the words of {x} flipped so the last one comes first",
+                    "{x}, words flipped end to start",
+                    "Please list the words of {x} starting from the end; don't touch the letters",
+                    "reorder teh words in {x} so the lsat one's first", "Final word first, opening word last: {x}",
+                    "Swap the sentence around by words (not letters): {x}",
+                    'If "{x}" were read word by word from the end, how would it go?',
+                    "Reverse where each word sits in my sentence, leave the spelling"],
     },
     "acronym": {
         "dev": ["Make an acronym from {x}", "What's the acronym for {x}?", 'Abbreviate "{x}" with its initials in caps',
@@ -183,6 +224,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Help me abbreviate this to capital letters, one per word: {x}",
                   'Which capital letters stand for "{x}"?',
                   "Could you abbreviate my phrase into an acronym in capitals?"],
+        "holdout": ["What would the initials of {x} spell, in capitals?", "{x} as an acronym, go",
+                    "We're naming a project {x}, so what's the all-caps short form from the first letters?",
+                    "{x} acronym'd", "Please condense {x} into uppercase initials, much obliged",
+                    "shrink {x} to its first leters in caps", "Team name needs an acronym: {x}",
+                    "First letters, capitalised, smushed together: {x}",
+                    'Shorten "{x}" the way NASA or FBI are shortened', "What acronym do my words form?"],
     },
     "capital": {
         "dev": ["What's the capital of {X}?", "Tell me the capital city of {X}", 'Which city is the capital of "{x}"?',
@@ -203,6 +250,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Help me with a quiz answer, capital city of: {X}",
                   "Geography question, what's the capital here: {X}", 'Seat of power for "{X}", which city?',
                   "I've got a country here, which city is its capital?"],
+        "holdout": ["Do you happen to know where {X}'s government is based?", "yo which city runs {X}",
+                    "Our pub quiz team is stumped on the capital of {X}, help", "{X} - where's the capital at",
+                    "Would you kindly name the city that is {X}'s capital? Many thanks",
+                    "were is {X}'s goverment, wich city",
+                    "Flashcard check, country on the front, capital on the back: {X}",
+                    "Map quiz, main government city of: {X}", 'Where does "{X}" keep its parliament, which city?',
+                    "Tell me which city is the capital of the country in my message"],
     },
     "antonym": {
         "dev": ["Give me the opposite of {x}", "What's the opposite of {x}?", 'What word means the opposite of "{x}"?',
@@ -224,6 +278,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "One-word opposite for this: {x}", "Help me find an antonym for my essay: {x}",
                   'Give me the word on the other end of the scale from "{x}"',
                   "Please reply with the opposite of the word I give you"],
+        "holdout": ["What would you say is the flip side of {x}, as a single word?", "opp of {x}?",
+                    "I'm writing a kids' worksheet on opposites, what goes with {x}?", "{x} flipped in meaning?",
+                    "Please suggest the antonym that pairs with {x}, thanks so much",
+                    "wat word cancels out {x}, like an oppsite", "Opposites game, your turn: {x}",
+                    "Give me the contrasting word: {x}", 'If something is not "{x}", it is what? One word please',
+                    "Counter my word with its antonym"],
     },
     "plural": {
         "dev": ["What's the plural of {x}?", "plural of {x}", 'Write "{x}" in the plural',
@@ -243,6 +303,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Put {x} into the plural form, with the corect spelling", "Several of these, what's the word: {x}",
                   "Need this noun for a group of them: {x}", 'How is "{x}" spelled once there are a few of them?',
                   "Please give me the plural spelling of the word I send"],
+        "holdout": ["If I have a bunch of {x}, what's the correct word?", "many {x}, how's that spelled lol",
+                    "I'm labeling bins in my classroom and each holds several {x}; what's the plural?",
+                    "{x} pluralized", "Would you write out how {x} looks when it's plural? Cheers",
+                    "how do u spell {x} when its more then one", "Singular in, plural out: {x}",
+                    "Grammar homework, plural needed: {x}",
+                    'Is the plural of "{x}" irregular? Just give me the plural',
+                    "What's the plural of the noun I just sent?"],
     },
     "french": {
         "dev": ["Translate {x} into French", "How do you say {x} in French?", 'French for "{x}"?',
@@ -264,6 +331,12 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "French vocabulary check: {x}", "French word needed for my crossword: {x}",
                   'Which word would a French dictionary give for "{x}"?',
                   "Give me this English word's French counterpart"],
+        "holdout": ["How would I say {x} if I were talking to someone in French?", "how do the frenchies say {x}",
+                    "I'm labeling my fridge in French for practice, what is {x}?", "{x} (fr)",
+                    "Could you kindly tell me the French term for {x}? Merci",
+                    "my pen pal is french, wat would {x} be for her?", "Bilingual menu, French side please: {x}",
+                    "Practicing for my trip to Lyon, in French: {x}", 'Any idea what "{x}" is called in French?',
+                    "Give me my word back in French, nothing else"],
     },
     "sentiment": {
         "dev": ['Is this review good or bad: {x}', 'Does the reviewer like it? "{x}"', "How does the reviewer feel: {x}",
@@ -289,6 +362,13 @@ SINGLE: dict[str, dict[str, list[str]]] = {
                   "Sort this review into the good pile or the bad pile: {x}",
                   'Reading "{x}", is the writer pleased or annoyed?',
                   "Glowing or scathing, what's the verdict on this review?"],
+        "holdout": ["Would you call {x} a positive or a negative review?", "{x} - is that a W or an L review?",
+                    "Going through customer feedback and one says {x}; positive or negative?",
+                    "{x} (liked it or not?)", "Please let me know if {x} expresses approval or disapproval, thank you",
+                    "is {x} a postive reveiw or a negitive one", "Star rating sanity check, upbeat or negative: {x}",
+                    "Comment box entry, pleased or displeased: {x}",
+                    'My friend texted "{x}" about the place, did they like it?',
+                    "Does the review I pasted sound positive or negative overall?"],
     },
 }
 
@@ -298,98 +378,131 @@ STEP: dict[str, dict[str, list[str]]] = {
                   "test": ["convert it to uppercase", "write it all in capitals", "make it upper case", "all caps"],
                   "fresh": ["switch that over to upper case", "make the result all uppercase letters",
                             "caps lock the whole thing"],
-                  "blind": ["put the whole thing in upper case", "go all caps on it", "make it uppercase throughout"]},
+                  "blind": ["put the whole thing in upper case", "go all caps on it", "make it uppercase throughout"],
+                  "holdout": ["flip it to caps", "bump every letter of that up to uppercase",
+                              "turn the output into all-capital text"]},
     "reverse": {"dev": ["write it backwards", "mirror its letters", "flip the characters", "spell it in reverse"],
                 "test": ["spell the thing backwards", "reverse the letters", "reverse the characters of it", "write it back to front"],
                 "fresh": ["spell that from the end", "flip the result letter by letter",
                           "turn it around character for character"],
                 "blind": ["read that out from the final letter", "spell it out last letter first",
-                          "spell the result in reverse order"]},
+                          "spell the result in reverse order"],
+                "holdout": ["write that with its characters in backward order", "run it back letter by letter",
+                            "flip that around so the last character leads"]},
     "rot13": {"dev": ["rot13 encode it", "apply rot-13", "encrypt it with rot13"],
               "test": ["encode it in rot13", "run rot13 on it", "rot-13 it"],
               "fresh": ["scramble that with rot13", "put the result through rot-13", "garble it with rot13"],
               "blind": ["shift that by 13 letters", "run it through the rot 13 cipher",
-                        "encode the result with a rot13 shift"]},
+                        "encode the result with a rot13 shift"],
+              "holdout": ["rot13 the outcome", "apply the thirteen-letter rotation to it", "put a rot13 spin on that"]},
     "remove_vowels": {"dev": ["strip the vowels", "get rid of the vowels", "delete every vowel"],
                       "test": ["remove all the vowels", "take out all vowels", "erase the vowels"],
                       "fresh": ["drop every a e i o u from that", "knock out the vowels",
                                 "leave only consonants in the result"],
                       "blind": ["lose all the vowels in it", "strip it down to consonants",
-                                "cut every vowel out of the result"]},
+                                "cut every vowel out of the result"],
+                      "holdout": ["throw away every vowel in that", "ditch the vowels from the output",
+                                  "scrap any vowels in it"]},
     "capitalize": {"dev": ["title-case it", "capitalise each word", "start each word with a capital"],
                    "test": ["capitalize every word", "put it in title case", "capitalise the first letter of each word"],
                    "fresh": ["give each word of that a capital initial", "make the result title case",
                              "bump each word's first letter to a capital"],
                    "blind": ["proper-case it", "give every word an uppercase opening letter",
-                             "give it title-style capitals"]},
+                             "give it title-style capitals"],
+                   "holdout": ["have every word of that begin in uppercase", "put that into headline-style capitals",
+                               "raise the first letter of every word to a capital"]},
     "reverse_words": {"dev": ["flip the word order", "reverse the order of the words", "put the words in reverse"],
                       "test": ["reverse all the words", "swap the word order around", "put the words last to first"],
                       "fresh": ["put the last word of that first and so on", "reverse it word by word",
                                 "flip the sequence of the words in the result"],
                       "blind": ["turn the words around so the last comes first", "reverse that at the word level",
-                                "start that from its final word"]},
+                                "start that from its final word"],
+                      "holdout": ["have the last word lead, the rest following backwards",
+                                  "have the words of that run in reverse", "turn that around one word at a time"]},
     "acronym": {"dev": ["make an acronym of it", "turn that into an acronym", "abbreviate it to its initials in caps"],
                 "test": ["form an acronym", "make it an acronym", "acronym it"],
                 "fresh": ["shrink that to its capital initials", "condense the result into an acronym",
                           "abbreviate it to an uppercase acronym"],
-                "blind": ["collapse it into an acronym", "acronymize it", "shorten it into an all-caps acronym"]},
+                "blind": ["collapse it into an acronym", "acronymize it", "shorten it into an all-caps acronym"],
+                "holdout": ["reduce it to its acronym", "squish it into uppercase initials",
+                            "turn the words into a capital-letter acronym"]},
     "capital": {"dev": ["find the capital city", "name its capital"],
                 "test": ["give its capital", "get the capital city"],
                 "fresh": ["look up its capital", "swap the country for its capital",
                           "get me the capital of that country"],
                 "blind": ["say which city is its capital", "go from the country to its capital",
-                          "find out what its capital is"]},
+                          "find out what its capital is"],
+                "holdout": ["say which city governs that country", "tell me where that place's capital is",
+                            "replace the country with its capital city"]},
     "antonym": {"dev": ["give the opposite", "find the opposite word"],
                 "test": ["take the opposite", "give its antonym"],
                 "fresh": ["flip it to its opposite", "find the word that means the opposite of that",
                           "replace it with its antonym"],
                 "blind": ["switch it to a word with the opposite meaning", "find the contrary of that",
-                          "get the antonym"]},
+                          "get the antonym"],
+                "holdout": ["find a word that contradicts it", "go to the other extreme of that word",
+                            "look up the antonym for it"]},
     "plural": {"dev": ["turn it plural", "pluralise it"], "test": ["put it in the plural", "give the plural form"],
                "fresh": ["turn that noun into its plural", "switch it to the plural",
                          "give me the plural of the result"],
-               "blind": ["make that word plural", "give whatever the plural of it is", "pluralize the result"]},
+               "blind": ["make that word plural", "give whatever the plural of it is", "pluralize the result"],
+               "holdout": ["spell it as a plural", "give that noun its plural ending", "pluralise whatever came out"]},
     "french": {"dev": ["translate it into French", "say that in French"], "test": ["translate it to French", "put it in French"],
                "fresh": ["render that word in French", "switch it to French", "find the French for that word"],
-               "blind": ["work out its French translation", "look up its French word", "write that in French instead"]},
+               "blind": ["work out its French translation", "look up its French word", "write that in French instead"],
+               "holdout": ["convert that to French", "French-translate the result", "give it to me in French"]},
     "sentiment": {"dev": ["classify its sentiment", "say if it is positive or negative"],
                   "test": ["judge the sentiment", "tell me if the review is positive or negative"],
                   "fresh": ["tell me whether that review is good or bad", "say how the reviewer felt about it",
                             "figure out the review's sentiment"],
                   "blind": ["rate that review as positive or negative", "decide if it's a good or bad review",
-                            "work out whether the reviewer liked it"]},
+                            "work out whether the reviewer liked it"],
+                  "holdout": ["decide whether the writer was pleased", "grade that review good or bad",
+                              "was that review glowing or harsh"]},
 }
 
 # A first step that names its payload inline ({x}); the rest of the chain follows.
 INLINE_FIRST: dict[str, dict[str, list[str]]] = {
     "capital": {"dev": ["find the capital of {X}"], "test": ["take the capital of {X}"],
                "fresh": ["work out where {X} has its capital"],
-               "blind": ["find the city that serves as {X}'s capital"]},
+               "blind": ["find the city that serves as {X}'s capital"],
+               "holdout": ["figure out {X}'s capital city"]},
     "french": {"dev": ["translate {x} to French"], "test": ["translate {x} into French"],
               "fresh": ["give me the French word for {x}"],
-              "blind": ["switch {x} from English to French"]},
+              "blind": ["switch {x} from English to French"],
+              "holdout": ["check an English-French dictionary for {x}"]},
     "antonym": {"dev": ["give the opposite of {x}"], "test": ["take the opposite of {x}"],
                "fresh": ["come up with the antonym of {x}"],
-               "blind": ["flip the meaning of {x}"]},
+               "blind": ["flip the meaning of {x}"],
+               "holdout": ["find the antonym that matches {x}"]},
     "plural": {"dev": ["make {x} plural"], "test": ["give the plural of {x}"],
               "fresh": ["turn {x} into the plural"],
-              "blind": ["write {x} as a plural noun"]},
+              "blind": ["write {x} as a plural noun"],
+              "holdout": ["go from {x} to its plural"]},
     "uppercase": {"dev": ["upper-case {x}"], "test": ["put {x} in capitals"], "fresh": ["write {x} in all caps"],
-                  "blind": ["type {x} with caps lock on"]},
+                  "blind": ["type {x} with caps lock on"],
+                  "holdout": ["put every letter of {x} in caps"]},
     "reverse_words": {"dev": ["flip the word order of {x}"], "test": ["reverse the words in {x}"],
                      "fresh": ["flip {x} around word by word"],
-                     "blind": ["take {x} and reverse its word order"]},
+                     "blind": ["take {x} and reverse its word order"],
+                     "holdout": ["swap {x} around so its words go backwards"]},
     "capitalize": {"dev": ["title-case {x}"], "test": ["capitalize each word of {x}"],
                   "fresh": ["put {x} into title case"],
-                  "blind": ["make {x} look like a title, capital on each word"]},
+                  "blind": ["make {x} look like a title, capital on each word"],
+                  "holdout": ["give {x} a capital at the start of each word"]},
     "remove_vowels": {"dev": ["strip the vowels from {x}"], "test": ["remove the vowels from {x}"],
                      "fresh": ["write {x} with no vowels"],
-                     "blind": ["take {x} and lose the vowels"]},
-    "rot13": {"fresh": ["rot13 the phrase {x}"], "blind": ["encipher {x} with rot13"]},
-    "reverse": {"fresh": ["spell {x} from right to left"], "blind": ["write {x} letter by letter from the end"]},
-    "acronym": {"fresh": ["abbreviate {x} to an acronym"], "blind": ["squeeze {x} into an acronym"]},
+                     "blind": ["take {x} and lose the vowels"],
+                     "holdout": ["pull every vowel out of {x}"]},
+    "rot13": {"fresh": ["rot13 the phrase {x}"], "blind": ["encipher {x} with rot13"],
+              "holdout": ["encode {x} the rot13 way"]},
+    "reverse": {"fresh": ["spell {x} from right to left"], "blind": ["write {x} letter by letter from the end"],
+                "holdout": ["write out {x} in reverse character order"]},
+    "acronym": {"fresh": ["abbreviate {x} to an acronym"], "blind": ["squeeze {x} into an acronym"],
+                "holdout": ["get the acronym that {x} makes"]},
     "sentiment": {"fresh": ["decide whether {x} is positive or negative"],
-                  "blind": ["check if {x} is a good or bad review"]},
+                  "blind": ["check if {x} is a good or bad review"],
+                  "holdout": ["work out if {x} is a thumbs-up review or not"]},
 }
 
 STRING_PAYLOADS = {
@@ -407,6 +520,10 @@ STRING_PAYLOADS = {
               "cheese sandwich", "go to bed", "broken clock", "birthday card", "sunny beach", "ice cream truck",
               "the last page", "spring flowers", "tomato soup", "open window", "umbrella", "heavy box",
               "train station", "read a book", "peanut butter"],
+    "holdout": ["feed the goldfish", "rubber band", "hot chocolate", "pack your bags", "lost and found",
+                "wooden fence", "call me later", "pizza party", "empty fridge", "winter coat", "pencil sharpener",
+                "mountain trail", "mashed potatoes", "dinner is ready", "purple socks", "jigsaw puzzle",
+                "wash the dishes", "old photo album", "fireworks", "sleepy puppy"],
 }
 
 # Chain shapes: (step skills, joiner). Joiners: then, comma, and, numbered, sentences, and-then.
@@ -422,9 +539,12 @@ THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "r
 JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
 CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
 TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
-TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1}  # fresh, blind share test's keys: nothing of dev's
-SINGLE_OFFSET = {"fresh": 3, "blind": 5}  # where a split starts in its payloads (0 unless named): fresh's and
-# blind's singles skip the table keys of test's singles (and blind's those of fresh's)
+TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1, "holdout": 1}  # later splits: test's keys, none of dev's
+SINGLE_OFFSET = {"fresh": 3, "blind": 5, "holdout": 8}  # where a split starts in its payloads (0 unless named):
+# fresh's, blind's and holdout's singles skip the table keys of the earlier splits' singles (holdout's capitals,
+# whose half is nearly used up, as far as it goes)
+CHAIN_SEED = {"holdout": "chains:holdout:99"}  # a chain seed other than f"chains:{split}": holdout's is the first
+# whose colon/quotes/input mix of chains equals blind's
 
 
 def _fill(template: str, x: str) -> dict:
@@ -493,7 +613,7 @@ def _join(steps: list[str], joiner: str) -> str:
 
 
 def chain_items(split: str) -> list[dict]:
-    rng = random.Random(f"chains:{split}")
+    rng = random.Random(CHAIN_SEED.get(split, f"chains:{split}"))
     items = []
     shapes = [list(s) for s in TWO_STEP + THREE_STEP]
     for n, ((s, skills), (j, joiner)) in enumerate(itertools.product(enumerate(shapes), enumerate(JOINERS))):
