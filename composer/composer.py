@@ -26,6 +26,7 @@ from composer.errors import ComposerError
 from composer.index import BrickHit, BrickIndex
 from composer.modes import Choice, ModeSettings, check_mode, choose_step
 from composer.planner import HeuristicPlanner, Mode, Plan, Planner
+from composer.tagger import PayloadTagger
 from composer.prompt import PromptFormat, prompt_format, resolve_format
 from composer.storage import atomic_dir
 from composer.text import check_text
@@ -103,7 +104,8 @@ class Composer:
             raise ComposerError(f"task_line must be 'card' or 'step', got {task_line!r}")
         self.engine, self.index = engine, index
         self.task_line = task_line
-        self.planner = planner or HeuristicPlanner(index.search_many, index.library)
+        self.planner = planner or HeuristicPlanner(index.search_many, index.library,
+                                                   tagger=PayloadTagger.load(index.embedder))
         self.settings = settings
         self.workspace = workspace
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only

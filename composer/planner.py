@@ -3,16 +3,20 @@
 Step 1 reads the payload; every later step reads the previous step's output. The heuristic
 planner is deterministic and explains itself in `Plan.explain`:
 
-1. The payload: `input=`, else after `input=...`, a colon or in quotes; else, with a search
-   function, written inline ("capital of Japan", "Spell paris backwards"): every span of the
-   first step (up to a comma or "and" that starts another step) is scored as a payload —
-   retrieval of what is left of the sentence, a bonus when the span is a known input of the
-   brick it retrieves (a table key), a cost for instruction-like words inside it and for
-   payload-like words outside or right beside it (a word's own retrieval score for that brick
-   says which it is) — and the best span wins, unless the step scores better whole.
+1. The payload: passed as `input`, else after `input=...`, a colon, in quotes or in a call's parentheses
+   ("rot13(hello world)"); else a first or last piece of its own ("happy cat -> upper",
+   "strip the vowels - magic carpet") when it retrieves no brick and the payload tagger reads
+   every word of it as payload; else, with a search function, written inline ("capital of
+   Japan", "Spell paris backwards"): every span of the first step (up to a comma or "and" that
+   starts another step) is scored as a payload — retrieval of what is left of the sentence, the
+   tagger's log-probability of the split (`composer.tagger`, learned from annotated requests),
+   a bonus when the span is a known input of the brick it retrieves (a table key), a cost for
+   instruction-like words inside it and for payload-like words outside or right beside it (a
+   word's own retrieval score for that brick says which it is) — and the best span wins, unless
+   the step scores better whole.
 2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
-   sentence ends, numbered lists); then, with a search function, on commas and "and" when —
-   and only when — every piece retrieves a brick with at least `split_score` and neighbouring
+   sentence ends, numbered lists, arrows, spaced dashes); then, with a search function, on
+   commas and "and" when — and only when — every piece retrieves a brick with at least `split_score` and neighbouring
    pieces retrieve different bricks (retrieval-guided segmentation: "remove the vowels and
    reverse it" splits, "uppercase salt and pepper" and "Help me with my French homework,
    translate" do not; "reverse it, and reverse it again" does).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import threading
 from typing import Callable, Literal, Protocol
@@ -62,8 +67,10 @@ _INPUT_EQ = re.compile(r"""\binput\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re
 _QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|'([^']+)'(?![a-z])""")
 _NUMBERED = re.compile(r"(?:^|\s)\(?\d+[.)]\s+")
 _CUES = re.compile(
-    r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+then|after\s+that|afterwards|then|next|finally)\b,?)\s*",
-    re.I)
+    r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+then|after\s+that|afterwards|then|next|finally)\b,?"
+    r"|\s(?:->|=>|\|>|-{1,2}|\u2013|\u2014)\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
+_CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
+_LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": a piece of its own
 _FILLER = re.compile(r"^(?:(?:and|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 _WEAK = re.compile(r"\s*,\s*|\s+and\s+", re.I)  # separators a step may split on, if retrieval agrees
 _WORD = re.compile(r"[a-z0-9']+")
@@ -76,6 +83,7 @@ _GLUE = frozenset("""a an the of in into to for from on at by with as through us
     so just now here there every each all i we us need want like thing result something version form
     change convert transform print render produce create show display return output apply run take use provide
     generate rewrite type format express find compute help let keep bring written writing wrote made
+    pls plz thx thanks thank kindly quick quickly asap gimme u ur
     am been being have has had having he she him they them were if but because until while about against
     between during before after above below up down out off over under again further once why whom both few
     more most other some such no nor not only same than too very should should've i'm i'd it's""".split())
@@ -83,12 +91,15 @@ _TRAILING = frozenset("of in into to for from on at by with as through using via
 PAYLOAD_COST, REST_COST = 0.15, 0.05  # per instruction-like word inside a payload, per payload-like word outside
 BOUNDARY_COST = 0.15  # per payload-like word right next to the span: "Abbreviate sun moon | star"
 LINK_COST = 0.05  # per preposition inside a payload: "my old car in block" is rarely one
+_ARTICLES = frozenset(("the", "a", "an"))  # may open a payload when the tagger reads them as one ("the old mill")
 _LINKS = frozenset("of in into to for from on at by with through using via".split())
 AFFINITY_LOW, AFFINITY_HIGH = 0.2, 0.55  # a word's retrieval score for a brick: payload-like .. instruction-like
 SEARCH_K = 5      # hits kept per planner search (a word's affinity looks among them)
 MEMO_SIZE = 4096  # planner searches remembered per library generation
 MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
+TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
+Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
 
 def _strip_quotes(text: str) -> str:
@@ -111,6 +122,9 @@ def split_payload(instruction: str) -> tuple[str, str | None, str]:
         payload = next(g for g in m.groups() if g is not None)
         return (instruction[: m.start()] + instruction[m.end():]).strip(" ,;"), payload.strip(), \
             "payload in quotes"
+    if m := _CALL.search(instruction):
+        return (instruction[: m.end(1)] + instruction[m.end():]).strip(), m.group(2).strip(), \
+            "payload in parentheses"
     return instruction, None, ""
 
 
@@ -120,12 +134,17 @@ def _clean(piece: str) -> str:
 
 def split_steps(text: str) -> list[str]:
     """Sub-instructions in order, split on numbered lists and sequencing cues."""
+    text = _LAST_ASIDE.sub(r" -> \1", text)
     parts = _NUMBERED.split(text) if len(_NUMBERED.findall(text)) >= 2 else [text]
     return [piece for part in parts for piece in map(_clean, _CUES.split(part)) if piece]
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def _log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x > -30 else x
 
 
 class HeuristicPlanner:
@@ -137,8 +156,8 @@ class HeuristicPlanner:
     """
 
     def __init__(self, search: Search | None = None, library=None, split_score: float = 0.45,
-                 payload_score: float = 0.35):
-        self.search, self.library = search, library
+                 payload_score: float = 0.35, tagger: Tagger | None = None):
+        self.search, self.library, self.tagger = search, library, tagger
         self.split_score, self.payload_score = split_score, payload_score
         # what the planner remembers about the library, dropped together when it changes
         self._generation = None
@@ -159,6 +178,8 @@ class HeuristicPlanner:
         segments = split_steps(text)
         if not segments:
             raise PlanError(f"no step found in {instruction!r}")
+        if payload is None and self.search and len(segments) > 1:
+            segments, payload = self._payload_piece(segments, explain)
         if payload is None and self.search:  # before splitting on "and": a payload may hold one
             segments[0], payload = self._inline_payload(segments[0], explain)
         steps = [s for segment in segments for s in (self._segment(segment, explain) if self.search else [segment])]
@@ -221,6 +242,27 @@ class HeuristicPlanner:
         return pieces
 
     # -- inline payloads ---------------------------------------------------------------
+    def _payload_piece(self, segments: list[str], explain: list[str]) -> tuple[list[str], str | None]:
+        """The first or last piece as the payload when it reads as no step and the others all
+        do: with the tagger, every word of it reads as payload and it retrieves worse than each
+        other piece; without, it retrieves no brick with `payload_score` ("happy cat -> upper",
+        "strip the vowels, then reverse it - magic carpet")."""
+        best = dict(zip(segments, self._best(segments)))
+        for n in (0, len(segments) - 1):
+            piece, others = segments[n], segments[:n] + segments[n + 1:]
+            words = [w for w in _words(piece) if w not in _GLUE]
+            weakest = min(best[o][1] for o in others)
+            if not words or weakest < self.payload_score or best[piece][1] >= (
+                    weakest if self.tagger else self.payload_score):
+                continue
+            if self.tagger and any(t <= 0 for t, w in zip(self.tagger(piece), piece.split())
+                                   if _words(w) and not set(_words(w)) <= _GLUE):
+                continue  # some word of it reads as an instruction
+            explain.append(f"payload {piece!r} is a piece of its own: it retrieves no brick "
+                           f"(best {best[piece][0]} {best[piece][1]:.2f} < {self.payload_score})")
+            return others, piece
+        return segments, None
+
     def _current(self) -> dict[str, list]:
         """The search memo for the library as it is now (caller holds `_lock`); a changed
         library, or a full memo, drops the memo and the known inputs together."""
@@ -290,13 +332,14 @@ class HeuristicPlanner:
         confident = [(end, head) for end, head, piece in later if self._best([piece])[0][1] >= self.split_score]
         limit = next((end for end, head in confident if self._best([head])[0][1] >= self.payload_score),
                      confident[0][0] if confident else len(tokens))
+        tags = self.tagger(step) if self.tagger else [0.0] * len(tokens)
         if limit < len(tokens):
-            rest, payload = self._payload_span(tokens[:limit], explain)
+            rest, payload = self._payload_span(tokens[:limit], tags[:limit], explain)
             if payload is not None:
                 return rest + ("," if tokens[limit - 1].endswith(",") else "") + " " + " ".join(tokens[limit:]), payload
-        return self._payload_span(tokens, explain)
+        return self._payload_span(tokens, tags, explain)
 
-    def _payload_span(self, head: list[str], explain: list[str]) -> tuple[str, str | None]:
+    def _payload_span(self, head: list[str], tags: list[float], explain: list[str]) -> tuple[str, str | None]:
         """The best-scoring span of `head` (a step's tokens) as its payload, or (head, None).
 
         A span's score: retrieval of what is left, minus PAYLOAD_COST per instruction-like word
@@ -315,7 +358,8 @@ class HeuristicPlanner:
                 span = " ".join(bare[i:j])
                 if (i, j) == (0, len(head)) or not span.strip():
                     continue
-                if span not in known and (bare[i] in _GLUE or bare[j - 1] in _GLUE):
+                if span not in known and ((bare[i] in _GLUE and not (bare[i] in _ARTICLES and tags[i] > 0))
+                                          or bare[j - 1] in _GLUE):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:
@@ -329,6 +373,10 @@ class HeuristicPlanner:
         words = sorted(set(_words(whole)) - _GLUE)
         affinity = self._affinity(words, self._search(words))
 
+        def tagged(i: int, j: int) -> float:
+            """TAG_WEIGHT times the tagger's log-probability that exactly words i..j-1 are payload."""
+            return TAG_WEIGHT * sum(_log_sigmoid(t if i <= n < j else -t) for n, t in enumerate(tags))
+
         def cost(i: int, j: int, rest: str, brick: str) -> float:
             """Instruction-like words inside the span, payload-like words left outside it, and
             payload-like words right next to it (a payload ends at the step's edge, at glue or
@@ -341,7 +389,8 @@ class HeuristicPlanner:
                 BOUNDARY_COST * sum(1 - affinity(w, brick) for w in beside if w not in _GLUE)
 
         guess = self._best([whole])[0][0]
-        cheap = sorted(spans, key=lambda s: (0.3 if s[3].lower() in known else 0.0) - cost(s[0], s[1], s[2], guess),
+        cheap = sorted(spans, key=lambda s: (0.3 if s[3].lower() in known else 0.0) - cost(s[0], s[1], s[2], guess)
+                       + tagged(s[0], s[1]),
                        reverse=True)[:CANDIDATES]  # the cheap score picks what to retrieve
         queries = list(dict.fromkeys([whole, *(s[2] for s in cheap)]))
         best = dict(zip(queries, self._best(queries)))
@@ -349,14 +398,14 @@ class HeuristicPlanner:
         for i, j, rest, payload in cheap:
             brick, score = best[rest]
             fits = payload.lower() in keys.get(brick, ())  # a table brick's known input
-            total = score - cost(i, j, rest, brick) + (0.2 if fits else 0.0) - \
+            total = score - cost(i, j, rest, brick) + tagged(i, j) + (0.2 if fits else 0.0) - \
                 (0.3 if brick in keys and not fits else 0.0)
             scored.append((round(total, 4), score, j - i, -i, rest, payload, brick, fits))
         total, score, _, _, rest, payload, brick, fits = max(scored)
         if score < self.payload_score:
             return step, None
         brick0, score0 = best[whole]
-        total0 = round(score0 - cost(0, 0, whole, brick0), 4)
+        total0 = round(score0 - cost(0, 0, whole, brick0) + tagged(0, 0), 4)
         if total0 >= total and not fits:
             explain.append(f"no payload inside {step!r}: as a whole it scores {total0:.2f} ({brick0}), "
                            f"no worse than {total:.2f} without {payload!r}")

@@ -1,6 +1,7 @@
 import pytest
 
 from composer.planner import HeuristicPlanner, PlanError, split_payload, split_steps
+from composer.tagger import PayloadTagger
 from composer.workspace import ROOT, Workspace
 
 planner = HeuristicPlanner()
@@ -55,7 +56,10 @@ def test_missing_payload_is_explained():
 
 def test_helpers():
     assert split_payload("uppercase 'big cat'") == ("uppercase", "big cat", "payload in quotes")
+    assert split_payload("rot13(hello world) -> upper") == ("rot13 -> upper", "hello world", "payload in parentheses")
     assert split_steps("a then b; c. d") == ["a", "b", "c", "d"]
+    assert split_steps("a -> b => c |> d - e -- f") == ["a", "b", "c", "d", "e", "f"]
+    assert split_steps("ice-cream (spelled backwards)") == ["ice-cream", "spelled backwards"]
 
 
 # -- retrieval-guided planning on the default library's real index --------------------------
@@ -66,7 +70,7 @@ needs_default = pytest.mark.skipif(not (ROOT / "bricks" / "base" / "config.json"
 @pytest.fixture(scope="module")
 def guided():
     ws = Workspace.default()
-    return HeuristicPlanner(ws.index.search_many, ws.library)
+    return HeuristicPlanner(ws.index.search_many, ws.library, tagger=PayloadTagger.load(ws.index.embedder))
 
 
 @needs_default
@@ -129,6 +133,28 @@ def test_a_payload_before_the_instruction(guided):
     assert plan.payload == "Finland" and len(plan.steps) == 1
     plan = guided.plan("Write bread and butter with no vowels and switch that over to upper case")
     assert plan.payload == "bread and butter" and len(plan.steps) == 2
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    ("happy cat -> upper", "happy cat", ["upper"]),
+    ("strip the vowels, then spell it backwards - magic carpet", "magic carpet",
+     ["strip the vowels", "spell it backwards"]),
+    ("Norway - what's the capital city?", "Norway", ["what's the capital city"]),
+    ("purple rain (spelled end to start)", "purple rain", ["spelled end to start"]),
+])
+def test_a_payload_piece_of_its_own(guided, text, payload, steps):
+    """A first or last piece that retrieves worse than the steps and whose every word the
+    tagger reads as payload is the payload."""
+    plan = guided.plan(text)
+    assert (plan.payload, [s.instruction for s in plan.steps]) == (payload, steps)
+    assert any("piece of its own" in line for line in plan.explain)
+
+
+@needs_default
+def test_a_step_with_its_payload_inline_is_not_a_payload_piece(guided):
+    plan = guided.plan("rot13 moon walk, then caps")
+    assert plan.payload == "moon walk" and len(plan.steps) == 2
 
 
 @needs_default

@@ -197,6 +197,43 @@ def build_index(out: Path, index_dir: Path) -> None:
     print(f"index: {len(index.rows)} vectors for {len(set(index.rows))} bricks in {index_dir}")
 
 
+REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, written blind to the planner
+
+
+def request_examples(folder: Path = REQUESTS) -> list[tuple[str, list[int]]]:
+    """(first step, payload label per word) for every annotated request whose payload is written
+    inline in its first step: what the planner's tagger sees (delimited payloads need no tagger)."""
+    from composer.planner import split_payload, split_steps
+    from composer.tagger import label
+
+    out = []
+    for path in sorted(folder.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else None
+            if not row:
+                continue
+            text, _, how = split_payload(row["instruction"].strip())
+            steps = split_steps(text)
+            labels = label(steps[0], row["payload"]) if steps and not how else None
+            if labels:
+                out.append((steps[0], labels))
+    return out
+
+
+def build_tagger(folder: Path = REQUESTS) -> None:
+    """Train the planner's payload tagger on the annotated requests; it ships in composer/data."""
+    from composer import tagger
+    from composer.index import default_embedder_path, load_embedder
+
+    torch.manual_seed(0)
+    examples = request_examples(folder)
+    weights, loss = tagger.train(load_embedder(), examples)
+    tagger.save(weights, {"base": tagger.base_id(default_embedder_path()), "examples": len(examples),
+                          "words": sum(len(labels) for _, labels in examples), "final_loss": round(loss, 4),
+                          "sources": sorted(p.name for p in folder.glob("*.jsonl"))})
+    print(f"payload tagger: {len(examples)} requests, final loss {loss:.4f} -> {tagger.WEIGHTS}")
+
+
 def write_examples(out: Path) -> None:
     """Bring the shipped cards' examples up to `card_examples` (the retriever trains on them)."""
     for skill in BRICK_SKILLS:
@@ -229,7 +266,7 @@ def report(out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=["all", "base", "base-eval", "bricks", "measure", "cards", "emergent", "index",
-                                                "report"], default="all")
+                                                "tagger", "report"], default="all")
     parser.add_argument("--only", default="", help="comma-separated brick ids (bricks and measure stages)")
     parser.add_argument("--jobs", type=int, default=2, help="bricks trained in parallel, one core each")
     parser.add_argument("--out", type=Path, default=ROOT / "bricks")
@@ -252,6 +289,8 @@ def main() -> None:
         build_emergent(args.out)
     if args.stage in ("all", "index"):
         build_index(args.out, args.index)
+    if args.stage in ("all", "tagger"):
+        build_tagger()
     if args.stage in ("all", "report"):
         print(report(args.out))
 

@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+
+from composer import tagger
+from composer.defaults.build import REQUESTS, request_examples
+from composer.index import load_embedder
+from composer.tagger import PayloadTagger, label
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder()
+
+
+def test_label_marks_the_payload_words():
+    assert label("Spell paris backwards", "paris") == [0, 1, 0]
+    assert label("uppercase (all letters) - quiet river.", "quiet river") == [0, 0, 0, 0, 1, 1]
+    assert label("uppercase good night", "bad") is None
+
+
+def test_the_annotated_requests_are_sound():
+    """Every row names known skills and a payload written in its instruction; most are inline."""
+    from composer.defaults.skills import BRICK_SKILLS
+
+    skills = {s.id for s in BRICK_SKILLS}
+    rows = [json.loads(line) for path in REQUESTS.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert len(rows) >= 1000
+    for row in rows:
+        assert set(row["skills"]) <= skills and 1 <= len(row["skills"]) <= 3
+        assert row["instruction"].count(row["payload"]) == 1
+    assert len(request_examples()) >= 0.65 * len(rows)
+
+
+def test_the_shipped_tagger_reads_fresh_requests(embedder):
+    """Wordings in none of the annotated requests: payload words get positive log-odds,
+    instruction words negative."""
+    tag = PayloadTagger.load(embedder)
+    assert tag is not None
+    for text, payload in [("Please spell walnut cookie backwards", {"walnut", "cookie"}),
+                          ("could you tell me what the plural of wolf is", {"wolf"}),
+                          ("sunny meadow in capitals, thank you", {"sunny", "meadow"})]:
+        logits = tag(text)
+        assert len(logits) == len(text.split())
+        for word, logit in zip(text.split(), logits):
+            assert (logit > 0) == (word.strip(",") in payload), (text, word, logit)
+
+
+def test_loading_refuses_other_embedders_and_damaged_weights(tmp_path, embedder):
+    weights = tmp_path / "t.safetensors"
+    weights.write_bytes(tagger.WEIGHTS.read_bytes())
+    meta = json.loads(tagger.WEIGHTS.with_suffix(".json").read_text())
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    assert PayloadTagger.load(embedder, weights) is not None
+    weights.with_suffix(".json").write_text(json.dumps({**meta, "base": "other/model"}))
+    assert PayloadTagger.load(embedder, weights) is None
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    assert PayloadTagger.load(embedder, weights) is None
+    assert PayloadTagger.load(object(), tagger.WEIGHTS) is None  # no tokenizer: not a sentence embedder
+
+
+def test_training_learns_which_words_are_payload(embedder, tmp_path):
+    examples = [("uppercase happy cat", [0, 1, 1]), ("reverse green tea", [0, 1, 1]),
+                ("make blue sky loud", [0, 1, 1, 0]), ("shout red fox", [0, 1, 1])]
+    weights, loss = tagger.train(embedder, examples, steps=100)
+    assert loss < 0.1
+    tagger.save(weights, {"base": tagger.base_id(embedder.tokenizer.name_or_path)}, tmp_path / "w.safetensors")
+    trained = PayloadTagger.load(embedder, tmp_path / "w.safetensors")
+    assert np.allclose(trained("uppercase happy cat"), PayloadTagger(embedder, weights)("uppercase happy cat"))
+    assert [x > 0 for x in trained("reverse green tea")] == [False, True, True]
