@@ -98,6 +98,7 @@ SEARCH_K = 5      # hits kept per planner search (a word's affinity looks among 
 MEMO_SIZE = 4096  # planner searches remembered per library generation
 MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
+GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
 Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
@@ -358,8 +359,8 @@ class HeuristicPlanner:
                 span = " ".join(bare[i:j])
                 if (i, j) == (0, len(head)) or not span.strip():
                     continue
-                if span not in known and ((bare[i] in _GLUE and not (bare[i] in _ARTICLES and tags[i] > 0))
-                                          or bare[j - 1] in _GLUE):
+                if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG)
+                                          or (bare[j - 1] in _GLUE and tags[j - 1] <= GLUE_TAG)):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:
