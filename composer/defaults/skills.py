@@ -10,9 +10,13 @@ steps chain.
 from __future__ import annotations
 
 import codecs
+import itertools
+import json
 import random
+import re
 import string
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from composer.defaults import tables
@@ -269,6 +273,38 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
 }
 
 
+REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, written blind to the planner
+REQUEST_PARAPHRASES = 30  # per card: how users asked for the skill in the annotated requests
+# Request wordings that the composition benchmark also uses (written independently): kept off the
+# cards, as the benchmark must never repeat a card example (benchmarks/composition_data.py checks).
+_BENCHMARK_WORDINGS = frozenset(("title-case it", "acronymize it", "pluralise it", "translate it to french"))
+
+
+def request_paraphrases(skill_id: str, limit: int = REQUEST_PARAPHRASES) -> list[str]:
+    """How the annotated requests ask for one skill alone, with the payload replaced by "it"
+    (as the planner's retrieval query reads): "gimme it in full caps". In file order, the
+    request files taking turns, deduplicated."""
+    per_file = []
+    for path in sorted(REQUESTS.glob("*.jsonl")):
+        texts = []
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else None
+            if row and row["skills"] == [skill_id]:
+                head, colon, tail = row["instruction"].partition(":")
+                text = head if colon and row["payload"] in tail else re.sub(
+                    r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
+                texts.append(" ".join(text.split()).strip(" ,.;:?!-"))
+        per_file.append(texts)
+    seen, out = set(), []
+    for text in (t for group in itertools.zip_longest(*per_file) for t in group if t):
+        if text.lower() not in seen | _BENCHMARK_WORDINGS and text.lower() != "it":
+            seen.add(text.lower())
+            out.append(text)
+    return out[:limit]
+
+
 def card_examples(skill: Skill) -> list[str]:
-    """A brick card's examples: the skill's instructions, then its owner's rewordings."""
-    return list(skill.instructions) + list(PARAPHRASES.get(skill.id, ()))
+    """A brick card's examples: the skill's instructions, then its owner's rewordings, then the
+    annotated requests' wordings."""
+    own = list(skill.instructions) + list(PARAPHRASES.get(skill.id, ()))
+    return own + [t for t in request_paraphrases(skill.id) if t.lower() not in {o.lower() for o in own}]
