@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.defaults import base
-from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, card_examples, eval_set
+from composer.defaults.skills import BRICK_SKILLS, CASES, REQUESTS, SKILLS, Skill, card_examples, eval_set
 from composer.library import BrickCard, Metrics, fingerprint
 from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -197,24 +197,31 @@ def build_index(out: Path, index_dir: Path) -> None:
     print(f"index: {len(index.rows)} vectors for {len(set(index.rows))} bricks in {index_dir}")
 
 
-REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, written blind to the planner
+PAYLOAD_VARIANTS = 4  # copies of each request with another request's payload (cross-corpus: +3% plans)
 
 
-def request_examples(folder: Path = REQUESTS) -> list[tuple[str, list[int]]]:
+def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) -> list[tuple[str, list[int]]]:
     """(first step, payload label per word) for every annotated request whose payload is written
-    inline in its first step: what the planner's tagger sees (delimited payloads need no tagger)."""
+    inline in its first step — what the planner's tagger sees; delimited payloads need no tagger
+    — each also with `variants` payloads of other requests for a skill of the same input (any
+    string-skill payload, the same table skill's), so that the tagger learns the wording around
+    a payload rather than the payloads. Seeded."""
     from composer.planner import split_payload, split_steps
     from composer.tagger import label
 
-    out = []
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line) if line.strip() else None
-            if not row:
-                continue
-            text, _, how = split_payload(row["instruction"].strip())
+    rows = [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()
+            if line.strip()]
+    kinds = {s.id: s.id if s.kind == "table" else "string" for s in BRICK_SKILLS}
+    payloads: dict[str, list[str]] = {}
+    for row in rows:
+        payloads.setdefault(kinds[row["skills"][0]], []).append(row["payload"])
+    rng, out = random.Random(0), []
+    for row in rows:
+        others = [rng.choice(payloads[kinds[row["skills"][0]]]) for _ in range(variants)]
+        for payload in [row["payload"], *others]:
+            text, _, how = split_payload(row["instruction"].replace(row["payload"], payload, 1).strip())
             steps = split_steps(text)
-            labels = label(steps[0], row["payload"]) if steps and not how else None
+            labels = label(steps[0], payload) if steps and not how else None
             if labels:
                 out.append((steps[0], labels))
     return out
@@ -229,9 +236,10 @@ def build_tagger(folder: Path = REQUESTS) -> None:
     examples = request_examples(folder)
     weights, loss = tagger.train(load_embedder(), examples)
     tagger.save(weights, {"base": tagger.base_id(default_embedder_path()), "examples": len(examples),
+                          "payload_variants": PAYLOAD_VARIANTS,
                           "words": sum(len(labels) for _, labels in examples), "final_loss": round(loss, 4),
                           "sources": sorted(p.name for p in folder.glob("*.jsonl"))})
-    print(f"payload tagger: {len(examples)} requests, final loss {loss:.4f} -> {tagger.WEIGHTS}")
+    print(f"payload tagger: {len(examples)} requests (with payload variants), final loss {loss:.4f} -> {tagger.WEIGHTS}")
 
 
 def write_examples(out: Path) -> None:
