@@ -360,7 +360,8 @@ class HeuristicPlanner:
                 if (i, j) == (0, len(head)) or not span.strip():
                     continue
                 if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG)
-                                          or (bare[j - 1] in _GLUE and tags[j - 1] <= GLUE_TAG)):
+                                          or (bare[j - 1] in _GLUE and tags[j - 1] <= GLUE_TAG)
+                                          or set(_words(span)) <= _GLUE):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:
