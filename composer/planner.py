@@ -64,10 +64,10 @@ class Planner(Protocol):
 Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queries, k -> hits per query
 
 _INPUT_EQ = re.compile(r"""\binput\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
-_QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|'([^']+)'(?![a-z])""")
+_QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])""", re.I)
 _NUMBERED = re.compile(r"(?:^|\s)\(?\d+[.)]\s+")
 _CUES = re.compile(
-    r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+then|after\s+that|afterwards|then|next|finally)\b,?"
+    r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b,?"
     r"|\s(?:->|=>|\|>|-{1,2}|\u2013|\u2014)\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": a piece of its own
@@ -99,6 +99,7 @@ MEMO_SIZE = 4096  # planner searches remembered per library generation
 MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
 GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
+_NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
 Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
@@ -121,8 +122,9 @@ def split_payload(instruction: str) -> tuple[str, str | None, str]:
             return head, _strip_quotes(tail), "payload after the colon"
     if m := _QUOTED.search(instruction):
         payload = next(g for g in m.groups() if g is not None)
-        return (instruction[: m.start()] + instruction[m.end():]).strip(" ,;"), payload.strip(), \
-            "payload in quotes"
+        before, after = instruction[: m.start()].rstrip(), instruction[m.end():].lstrip()
+        rest = f"{before} it {after}" if before and after[:1].isalnum() else f"{before}{after}"  # "capital of it in reverse"
+        return rest.strip(" ,;"), payload.strip(), "payload in quotes"
     if m := _CALL.search(instruction):
         return (instruction[: m.end(1)] + instruction[m.end():]).strip(), m.group(2).strip(), \
             "payload in parentheses"
@@ -359,7 +361,7 @@ class HeuristicPlanner:
                 span = " ".join(bare[i:j])
                 if (i, j) == (0, len(head)) or not span.strip():
                     continue
-                if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG)
+                if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG) or bare[j - 1] in _NEVER_LAST
                                           or (bare[j - 1] in _GLUE and tags[j - 1] <= GLUE_TAG)
                                           or set(_words(span)) <= _GLUE):
                     continue
