@@ -3,8 +3,8 @@
 Step 1 reads the payload; every later step reads the previous step's output. The heuristic
 planner is deterministic and explains itself in `Plan.explain`:
 
-1. The payload: passed as `input`, else after `input=...`, a colon, in quotes or in a call's parentheses
-   ("rot13(hello world)"); else a first or last piece of its own ("happy cat -> upper",
+1. The payload: passed as `input`, else after `input=...`, a colon (up to a "then"), in quotes
+   or in a call's parentheses ("rot13(hello world)"); else a first or last piece of its own ("happy cat -> upper",
    "strip the vowels - magic carpet") when it retrieves no brick and the payload tagger reads
    every word of it as payload; else, with a search function, written inline ("capital of
    Japan", "Spell paris backwards"): every span of the first step (up to a comma or "and" that
@@ -69,11 +69,13 @@ _NUMBERED = re.compile(r"(?:^|\s)\(?\d+[.)]\s+")
 _CUES = re.compile(
     r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b,?"
     r"|\s(?:->|=>|\|>|-{1,2}|\u2013|\u2014)\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
+_AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
-_LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": a piece of its own
+_LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 _WEAK = re.compile(r"\s*,\s*|\s+and\s+", re.I)  # separators a step may split on, if retrieval agrees
 _WORD = re.compile(r"[a-z0-9']+")
+_COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
 # never a cost inside or outside the payload.
@@ -119,7 +121,8 @@ def split_payload(instruction: str) -> tuple[str, str | None, str]:
     if ":" in instruction:
         head, _, tail = instruction.partition(":")
         if tail.strip():
-            return head, _strip_quotes(tail), "payload after the colon"
+            tail, *later = _AFTER_COLON.split(tail, maxsplit=1)  # "acronym: big cat. then backwards"
+            return head + "".join(f" then {piece}" for piece in later), _strip_quotes(tail), "payload after the colon"
     if m := _QUOTED.search(instruction):
         payload = next(g for g in m.groups() if g is not None)
         before, after = instruction[: m.start()].rstrip(), instruction[m.end():].lstrip()
@@ -137,9 +140,10 @@ def _clean(piece: str) -> str:
 
 def split_steps(text: str) -> list[str]:
     """Sub-instructions in order, split on numbered lists and sequencing cues."""
-    text = _LAST_ASIDE.sub(r" -> \1", text)
+    text = _LAST_ASIDE.sub(r", \1", text)
     parts = _NUMBERED.split(text) if len(_NUMBERED.findall(text)) >= 2 else [text]
-    return [piece for part in parts for piece in map(_clean, _CUES.split(part)) if piece]
+    return [piece for part in parts for piece in map(_clean, _CUES.split(part))
+            if piece and not set(_words(piece)) <= _COURTESY]
 
 
 def _words(text: str) -> list[str]:

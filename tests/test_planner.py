@@ -59,7 +59,12 @@ def test_helpers():
     assert split_payload("rot13(hello world) -> upper") == ("rot13 -> upper", "hello world", "payload in parentheses")
     assert split_steps("a then b; c. d") == ["a", "b", "c", "d"]
     assert split_steps("a -> b => c |> d - e -- f") == ["a", "b", "c", "d", "e", "f"]
-    assert split_steps("ice-cream (spelled backwards)") == ["ice-cream", "spelled backwards"]
+    assert split_steps("ice-cream (spelled backwards)") == ["ice-cream, spelled backwards"]
+    assert split_steps("convert it to uppercase? thanks!") == ["convert it to uppercase"]
+    # a payload after a colon ends where an explicit "then" starts the next step
+    assert split_payload("acronym: big red dog. then backwards") == ("acronym then backwards", "big red dog",
+                                                                    "payload after the colon")
+    assert split_payload("sentiment: great food. slow service")[1] == "great food. slow service"
 
 
 # -- retrieval-guided planning on the default library's real index --------------------------
@@ -141,7 +146,6 @@ def test_a_payload_before_the_instruction(guided):
     ("strip the vowels, then spell it backwards - magic carpet", "magic carpet",
      ["strip the vowels", "spell it backwards"]),
     ("Norway - what's the capital city?", "Norway", ["what's the capital city"]),
-    ("purple rain (spelled end to start)", "purple rain", ["spelled end to start"]),
 ])
 def test_a_payload_piece_of_its_own(guided, text, payload, steps):
     """A first or last piece that retrieves worse than the steps and whose every word the
@@ -149,6 +153,16 @@ def test_a_payload_piece_of_its_own(guided, text, payload, steps):
     plan = guided.plan(text)
     assert (plan.payload, [s.instruction for s in plan.steps]) == (payload, steps)
     assert any("piece of its own" in line for line in plan.explain)
+
+
+@needs_default
+def test_a_closing_aside_reads_as_after_a_comma(guided):
+    assert steps_of(guided.plan("purple rain (spelled end to start)")) == ("purple rain", ["spelled end to start"])
+    assert steps_of(guided.plan("cipher (rot13): wooden horse")) == ("wooden horse", ["cipher, rot13"])
+
+
+def steps_of(plan):
+    return plan.payload, [s.instruction for s in plan.steps]
 
 
 @needs_default
