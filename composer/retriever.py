@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from composer.storage import write_json
+from composer.storage import read_checked, write_checked
 
 WEIGHTS, META = "retriever.safetensors", "retriever.json"
 FORMAT = 1
@@ -139,30 +139,8 @@ def train_projection(base, pairs: list[tuple[str, str]], rank: int = RANK, steps
 
 
 def _load(folder: Path, want: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    from safetensors.numpy import load_file
-
-    try:
-        meta = json.loads((folder / META).read_text())
-        if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in want.items()):
-            return None
-        data = (folder / WEIGHTS).read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
-            return None
-        tensors = load_file(folder / WEIGHTS)
-        return tensors["a"], tensors["b"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _save(folder: Path, a: np.ndarray, b: np.ndarray, meta: dict) -> None:
-    from safetensors.numpy import save
-
-    folder.mkdir(parents=True, exist_ok=True)
-    data = save({"a": np.ascontiguousarray(a), "b": np.ascontiguousarray(b)})
-    tmp = folder / f".{WEIGHTS}.tmp"
-    tmp.write_bytes(data)
-    tmp.replace(folder / WEIGHTS)
-    write_json(folder / META, {**meta, "weights_sha256": hashlib.sha256(data).hexdigest()})
+    tensors = read_checked(folder / WEIGHTS, want)
+    return (tensors["a"], tensors["b"]) if tensors and {"a", "b"} <= tensors.keys() else None
 
 
 def brick_embedder(library, folder: str | Path, base_name: str | None = None, base=None,
@@ -184,7 +162,8 @@ def brick_embedder(library, folder: str | Path, base_name: str | None = None, ba
             if len({b for b, _ in pairs}) < 2:  # nothing to contrast: one brick or none
                 return ProjectedEmbedder(base, None, None, vocabulary(library)), base_name
             a, b, loss = train_projection(base, pairs)
-            _save(folder, a, b, {**want, "texts": len(pairs), "steps": STEPS, "final_loss": round(loss, 4)})
+            write_checked(folder / WEIGHTS, {"a": a, "b": b},
+                          {**want, "texts": len(pairs), "steps": STEPS, "final_loss": round(loss, 4)})
             found = (a, b)
     except (OSError, RuntimeError, ValueError) as err:
         log.warning("brick retriever not trained (%s); using the untrained embedder", err)

@@ -17,22 +17,19 @@ how requests are worded around a payload, so it also helps libraries with other 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import re
 from pathlib import Path
 
 import numpy as np
 
-from composer.storage import write_json
+from composer.storage import read_checked, write_checked
 
 WEIGHTS = Path(__file__).resolve().parent / "data" / "payload_tagger.safetensors"
 FORMAT = 1
 HIDDEN, STEPS, LR, DECAY, SEED = 32, 400, 1e-2, 1e-3, 0
 MEMO_SIZE = 1024
+_LAYERS = frozenset(("w1", "b1", "w2", "b2"))
 _TOKEN = re.compile(r"\S+")
-log = logging.getLogger(__name__)
 
 
 def base_id(base_name: str) -> str:
@@ -101,19 +98,13 @@ class PayloadTagger:
     def load(cls, embedder, path: Path = WEIGHTS) -> "PayloadTagger | None":
         """The shipped tagger for `embedder` (a SentenceTransformer, or the brick retriever over
         one) when it was trained on the same sentence embedder; else None."""
-        from safetensors.numpy import load_file
-
         base = getattr(embedder, "base", embedder)
         try:
-            meta = json.loads(path.with_suffix(".json").read_text())
-            if meta.get("format") != FORMAT or meta.get("base") != base_id(base.tokenizer.name_or_path):
-                return None
-            if hashlib.sha256(path.read_bytes()).hexdigest() != meta.get("weights_sha256"):
-                log.warning("payload tagger %s does not match its checksum; planning without it", path)
-                return None
-            return cls(base, load_file(path))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            want = {"format": FORMAT, "base": base_id(base.tokenizer.name_or_path)}
+        except AttributeError:  # not a sentence embedder
             return None
+        weights = read_checked(path, want)
+        return cls(base, weights) if weights and _LAYERS <= weights.keys() else None
 
 
 def train(base, examples: list[tuple[str, list[int]]], hidden: int = HIDDEN, steps: int = STEPS,
@@ -139,12 +130,4 @@ def train(base, examples: list[tuple[str, list[int]]], hidden: int = HIDDEN, ste
 
 
 def save(weights: dict[str, np.ndarray], meta: dict, path: Path = WEIGHTS) -> None:
-    from safetensors.numpy import save as to_bytes
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = to_bytes({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()})
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    write_json(path.with_suffix(".json"), {"format": FORMAT, **meta,
-                                           "weights_sha256": hashlib.sha256(data).hexdigest()})
+    write_checked(path, {name: array.astype(np.float32) for name, array in weights.items()}, {"format": FORMAT, **meta})
