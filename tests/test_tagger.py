@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from composer import tagger
-from composer.defaults.build import REQUESTS, request_examples
+from composer.defaults.build import request_examples
 from composer.index import load_embedder
 from composer.tagger import PayloadTagger, label
 
@@ -22,10 +22,10 @@ def test_label_marks_the_payload_words():
 
 def test_the_annotated_requests_are_sound():
     """Every row names known skills and a payload written in its instruction; most are inline."""
-    from composer.defaults.skills import BRICK_SKILLS
+    from composer.defaults.skills import BRICK_SKILLS, annotated_requests
 
     skills = {s.id for s in BRICK_SKILLS}
-    rows = [json.loads(line) for path in REQUESTS.glob("*.jsonl") for line in path.read_text().splitlines()]
+    rows = [row for rows in annotated_requests() for row in rows]
     assert len(rows) >= 1000
     for row in rows:
         assert set(row["skills"]) <= skills and 1 <= len(row["skills"]) <= 3

@@ -18,7 +18,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from composer.defaults import base
-from composer.defaults.skills import BRICK_SKILLS, CASES, REQUESTS, SKILLS, Skill, card_examples, eval_set
+from composer.defaults.skills import (BRICK_SKILLS, CASES, REQUESTS, SKILLS, Skill, annotated_requests,
+                                      card_examples, eval_set)
 from composer.library import BrickCard, Metrics, fingerprint
 from composer.ops.train import Example, TrainConfig, add_lora, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -209,8 +210,7 @@ def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) 
     from composer.planner import split_payload, split_steps
     from composer.tagger import label
 
-    rows = [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()
-            if line.strip()]
+    rows = [row for rows in annotated_requests(folder) for row in rows]
     kinds = {s.id: s.id if s.kind == "table" else "string" for s in BRICK_SKILLS}
     payloads: dict[str, list[str]] = {}
     for row in rows:

@@ -280,24 +280,29 @@ REQUEST_PARAPHRASES = 30  # per card: how users asked for the skill in the annot
 _BENCHMARK_WORDINGS = frozenset(("title-case it", "acronymize it", "pluralise it", "translate it to french"))
 
 
+def annotated_requests(folder: Path = REQUESTS) -> list[list[dict]]:
+    """The annotated requests ({"instruction", "payload", "skills"}), one list per file, files in name order."""
+    return [[json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            for path in sorted(folder.glob("*.jsonl"))]
+
+
 def request_paraphrases(skill_id: str, limit: int = REQUEST_PARAPHRASES) -> list[str]:
     """How the annotated requests ask for one skill alone, with the payload replaced by "it"
     (as the planner's retrieval query reads): "gimme it in full caps". In file order, the
     request files taking turns, deduplicated."""
     per_file = []
-    for path in sorted(REQUESTS.glob("*.jsonl")):
+    for rows in annotated_requests():
         texts = []
-        for line in path.read_text().splitlines():
-            row = json.loads(line) if line.strip() else None
-            if row and row["skills"] == [skill_id]:
+        for row in rows:
+            if row["skills"] == [skill_id]:
                 head, colon, tail = row["instruction"].partition(":")
                 text = head if colon and row["payload"] in tail else re.sub(
                     r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
                 texts.append(" ".join(text.split()).strip(" ,.;:?!-"))
         per_file.append(texts)
-    seen, out = set(), []
+    seen, out = set(_BENCHMARK_WORDINGS) | {"it"}, []
     for text in (t for group in itertools.zip_longest(*per_file) for t in group if t):
-        if text.lower() not in seen | _BENCHMARK_WORDINGS and text.lower() != "it":
+        if text.lower() not in seen:
             seen.add(text.lower())
             out.append(text)
     return out[:limit]
