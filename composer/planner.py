@@ -16,10 +16,12 @@ planner is deterministic and explains itself in `Plan.explain`:
    the step scores better whole.
 2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
    sentence ends, numbered lists, arrows, spaced dashes); then, with a search function, on
-   commas and "and" when — and only when — every piece retrieves a brick with at least `split_score` and neighbouring
-   pieces retrieve different bricks (retrieval-guided segmentation: "remove the vowels and
-   reverse it" splits, "uppercase salt and pepper" and "Help me with my French homework,
-   translate" do not; "reverse it, and reverse it again" does).
+   commas and "and" when — and only when — every piece retrieves a brick with at least
+   `split_score`, neighbouring pieces retrieve different bricks, and the pieces retrieve on
+   average no worse than the whole step does (less SPLIT_MARGIN) (retrieval-guided
+   segmentation: "remove the vowels and reverse it" splits; "uppercase salt and pepper", "Help
+   me with my French homework, translate" and "write it the other way round, one letter at a
+   time" do not; "reverse it, and reverse it again" does).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by
 GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
 _NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
+SPLIT_MARGIN = 0.05  # a split wins when its pieces retrieve, on average, no worse than this below the whole
 Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
 
@@ -162,7 +165,7 @@ class HeuristicPlanner:
     finds inline payloads, guided by retrieval.
     """
 
-    def __init__(self, search: Search | None = None, library=None, split_score: float = 0.45,
+    def __init__(self, search: Search | None = None, library=None, split_score: float = 0.5,
                  payload_score: float = 0.35, tagger: Tagger | None = None):
         self.search, self.library, self.tagger = search, library, tagger
         self.split_score, self.payload_score = split_score, payload_score
@@ -217,7 +220,9 @@ class HeuristicPlanner:
     def _segment(self, segment: str, explain: list[str]) -> list[str]:
         """`segment` whole, or split at commas / "and" where every piece retrieves confidently
         and neighbours retrieve different bricks; among such splits the one with the most
-        pieces, then the best mean score."""
+        pieces, then the best mean score — unless the whole retrieves better: a modifier after
+        a comma ("one letter at a time") retrieves some brick well enough alone, but the step
+        it belongs to reads better whole."""
         seps = list(_WEAK.finditer(segment))[:4]
         if not seps:
             return [segment]
@@ -243,7 +248,12 @@ class HeuristicPlanner:
                 and all(scores[a][0] != scores[b][0] or "again" in _words(b) for a, b in zip(p, p[1:]))]
         if not good:
             return [segment]
-        _, _, pieces = max(good, key=lambda g: (g[0], g[1]))
+        _, mean, pieces = max(good, key=lambda g: (g[0], g[1]))
+        whole = self._best([_clean(segment)])[0]
+        if mean < whole[1] - SPLIT_MARGIN:
+            explain.append(f"{segment!r} stays one step: whole it retrieves {whole[0]} {whole[1]:.2f}, better than "
+                           f"its pieces ({mean:.2f} on average)")
+            return [segment]
         explain.append(f"split {segment!r} at commas/'and': " + ", ".join(
             f"{q!r} -> {scores[q][0]} {scores[q][1]:.2f}" for q in pieces) + f" (each >= {self.split_score})")
         return pieces

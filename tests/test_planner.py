@@ -183,6 +183,14 @@ def test_commas_and_and_split_only_when_every_piece_retrieves(guided):
 
 
 @needs_default
+def test_a_modifier_after_a_comma_stays_with_its_step(guided):
+    """"one letter at a time" retrieves some brick alone, but the step reads better whole."""
+    plan = guided.plan("Spell sea breeze backwards, one letter at a time")
+    assert plan.payload == "sea breeze" and len(plan.steps) == 1
+    assert any("stays one step" in line for line in plan.explain)
+
+
+@needs_default
 def test_guided_plans_are_deterministic_and_explain_themselves(guided):
     text = "Give me the opposite of early, then uppercase it"
     first = guided.plan(text)

@@ -7,19 +7,30 @@ lower, UPPER, Title and rAnDoM case with the skill's true output for each (a tab
 case is the same key), until a dev set in every case is solved or its budget ends. The card
 then records exact match per case (`source["case_exact_match"]`) next to the usual `metrics`;
 `--record` only measures shipped bricks per case.
+
+Users' payloads are real words and phrases, not the build's random letters: "montagne" and
+"minimum" repeat bigrams that random letters never do, and a phrase runs past the build's four
+words and 32 characters; a brick trained on random letters loops on both ("Visisisisible").
+So half the inputs are real English words (the packaged embedder's vocabulary; a tenth of it
+is held out for the card's `english_exact_match`) in phrases of up to six words and 48
+characters, the output length the engine generates by default.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import random
+import re
 import time
+import zlib
 from pathlib import Path
 
 import torch
 
-from composer.defaults.skills import BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, random_word, recase
+from composer.defaults.skills import (BRICK_SKILLS, CASES, SKILLS, Skill, case_eval_set, random_word, random_words,
+                                      recase)
 from composer.library import BrickCard
 from composer.ops.train import Example, TrainConfig, exact_match, train
 from composer.storage import atomic_dir, write_json
@@ -28,6 +39,22 @@ ROOT = Path(__file__).resolve().parents[2]
 ROBUST_TRAIN = TrainConfig(steps=1500, batch_size=16, lr=1e-3, warmup=20, seed=1)
 STEPS = {"reverse": 3000, "remove_vowels": 2500}
 BAR = 0.97  # dev exact match every case must reach before training stops early
+PHRASE_WORDS, PHRASE_CHARS = 6, 48  # a user's phrase: longer than the build's 4 words / 32 characters
+
+
+@functools.lru_cache(maxsize=2)
+def english_words(held_out: bool) -> tuple[str, ...]:
+    """Lowercase words of 2-10 letters in the packaged embedder's vocabulary (about 20,000),
+    split by a hash of the word: a tenth is held out for evaluation, never trained on."""
+    from composer.index import default_embedder_path
+
+    vocab = (Path(default_embedder_path()) / "vocab.txt").read_text().split()
+    return tuple(w for w in vocab if re.fullmatch(r"[a-z]{2,10}", w) and (zlib.crc32(w.encode()) % 10 == 0) == held_out)
+
+
+def english_phrase(rng: random.Random, held_out: bool = False) -> str:
+    words = english_words(held_out)
+    return random_words(rng, lambda r: r.choice(words), PHRASE_WORDS, PHRASE_CHARS)
 
 
 def doubled_word(rng: random.Random) -> str:
@@ -59,14 +86,28 @@ def doubled_set(skill: Skill, size: int, seed: str) -> list[Example]:
     return out
 
 
+def english_set(skill: Skill, size: int, seed: str) -> list[Example]:
+    """`size` phrases of held-out English words, in a random case, that the skill changes."""
+    rng = random.Random(f"{skill.id}:english:{seed}")
+    out = []
+    while len(out) < size:
+        x = recase(english_phrase(rng, held_out=True), rng.choice(CASES), rng)
+        if skill.answer(x) != x:
+            out.append((rng.choice(skill.instructions), x, skill.answer(x)))
+    return out
+
+
 def case_sampler(skill: Skill, instructions: list[str]):
     """The build's mix (mostly the skill's phrasings, a fifth any other instruction), with the
-    input in a random case (its words sometimes with a doubled letter) and the true output."""
+    input in a random case and the true output. A string skill's input is half the time a
+    phrase of real English words, else random words, sometimes with a doubled letter."""
 
     def sample(rng: random.Random, n: int) -> list[Example]:
         out = []
         for _ in range(n):
             instruction, x, _ = skill.sample(rng, doubled_word)
+            if skill.table is None and rng.random() < 0.5:
+                x = english_phrase(rng)
             x = recase(x, rng.choice(CASES), rng)
             if rng.random() < 0.2:
                 instruction = rng.choice(instructions)
@@ -94,6 +135,7 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
     if skill.table is None:
         dev["doubled"] = doubled_set(skill, 32, "dev")
+        dev["english"] = english_set(skill, 32, "dev")
     config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps))
     losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",
                    progress=False, done=lambda: all(exact_match(model, tokenizer, d) >= BAR for d in dev.values()),
@@ -107,6 +149,7 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     card.metrics = measure(skill, model, tokenizer)
     if skill.table is None:
         card.source["doubled_letter_exact_match"] = exact_match(model, tokenizer, doubled_set(skill, 100, "eval"))
+        card.source["english_exact_match"] = exact_match(model, tokenizer, english_set(skill, 100, "eval"))
     card.source = {**card.source, "case_exact_match": scores,
                    "case_robust": _rounds(card.source.get("case_robust"), len(losses), round(time.time() - start),
                                           config.lr)}
@@ -118,7 +161,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
             (tmp / "data.jsonl").write_bytes((bricks / skill.id / "data.jsonl").read_bytes())
     print(f"{skill.id}: {len(losses)} steps, {round(time.time() - start)} s, per case "
           + ", ".join(f"{c} {v:.0%}" for c, v in scores.items())
-          + (f", doubled letters {card.source['doubled_letter_exact_match']:.0%}" if skill.table is None else ""),
+          + (f", doubled letters {card.source['doubled_letter_exact_match']:.0%}, "
+             f"English phrases {card.source['english_exact_match']:.0%}" if skill.table is None else ""),
           flush=True)
     return scores
 

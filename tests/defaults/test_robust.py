@@ -1,0 +1,31 @@
+"""Case-robust training inputs: real English words, with a held-out tenth for the cards' numbers."""
+
+import random
+
+from composer.defaults.robust import PHRASE_CHARS, PHRASE_WORDS, case_sampler, english_phrase, english_set, english_words
+from composer.defaults.skills import SKILLS
+
+
+def test_english_words_are_split_into_disjoint_train_and_held_out_parts():
+    train, held_out = set(english_words(False)), set(english_words(True))
+    assert not train & held_out
+    assert len(train) > 15_000 and 0.08 < len(held_out) / (len(train) + len(held_out)) < 0.12
+    assert all(w.isalpha() and w.islower() and 2 <= len(w) <= 10 for w in train | held_out)
+
+
+def test_evaluation_phrases_use_held_out_words_only_and_the_skill_changes_them():
+    held_out = set(english_words(True))
+    for instruction, x, y in english_set(SKILLS["reverse_words"], 50, "test"):
+        words = x.lower().split()
+        assert set(words) <= held_out and 1 <= len(words) <= PHRASE_WORDS and len(x) <= PHRASE_CHARS
+        assert y == " ".join(reversed(x.split())) and y != x
+
+
+def test_training_inputs_mix_english_phrases_and_random_letters_with_true_outputs():
+    skill = SKILLS["remove_vowels"]
+    batch = case_sampler(skill, ["Reverse it"])(random.Random(0), 400)
+    train = set(english_words(False))
+    english = [x for _, x, _ in batch if all(w in train for w in x.lower().split())]
+    assert 0.3 < len(english) / len(batch) < 0.8
+    assert all(y == skill.answer(x) for _, x, y in batch)
+    assert english_phrase(random.Random(1)) == english_phrase(random.Random(1))  # seeded
