@@ -255,15 +255,16 @@ def report(out: Path) -> str:
     from composer.library import BrickLibrary
 
     lines = ["| brick | kind of input | samples | exact match, base + brick | exact match, base alone "
-             "| lower | UPPER | Title | rAnDoM |", "|---|---|---|---|---|---|---|---|---|"]
+             "| lower | UPPER | Title | rAnDoM | English phrases |", "|---|---|---|---|---|---|---|---|---|---|"]
     for card in BrickLibrary(out).cards():
         if card.kind != "customized":
             continue
         m = card.metrics
         cases = card.source.get("case_exact_match", {})  # per input case, written by composer.defaults.robust
         per_case = " | ".join(f"{cases[c]:.0%}" if c in cases else "-" for c in CASES)
+        english = card.source.get("english_exact_match")  # held-out English phrases, composer.defaults.robust
         lines.append(f"| `{card.id}` | {m.eval} | {m.samples} | {m.exact_match:.0%} | {m.base_exact_match:.0%} "
-                     f"| {per_case} |")
+                     f"| {per_case} | {'-' if english is None else f'{english:.0%}'} |")
     base_info = json.loads((out / "base" / "training.json").read_text())
     lines += ["", "Base model on its own (generic) pre-training skills, exact match on 50 fresh inputs each:", "",
               "| skill | exact match |", "|---|---|"]

@@ -168,13 +168,17 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
 
 
 def record_cases(bricks: Path, ids: list[str]) -> None:
-    """Measure shipped bricks per input case, untrained, and record it on their cards."""
+    """Measure shipped bricks per input case (string bricks also on doubled letters and English
+    phrases), untrained, and record it on their cards."""
     from composer.defaults.build import rewrite_cards
 
     def update(card, skill, model, tokenizer):
-        cases = case_scores(skill, model, tokenizer)
-        print(skill.id, cases, flush=True)
-        return card.model_copy(update={"source": {**card.source, "case_exact_match": cases}})
+        source = {**card.source, "case_exact_match": case_scores(skill, model, tokenizer)}
+        if skill.table is None:
+            source["doubled_letter_exact_match"] = exact_match(model, tokenizer, doubled_set(skill, 100, "eval"))
+            source["english_exact_match"] = exact_match(model, tokenizer, english_set(skill, 100, "eval"))
+        print(skill.id, {k: v for k, v in source.items() if k.endswith("exact_match")}, flush=True)
+        return card.model_copy(update={"source": source})
 
     rewrite_cards(bricks, ids, update)
 
