@@ -238,7 +238,8 @@ class HeuristicPlanner:
             pieces.append(_clean(segment[start:]))
             if all(set(_words(p)) - _GLUE for p in pieces):
                 options.append(pieces)
-        queries = sorted({p for pieces in options for p in pieces})
+        whole = _clean(segment)  # retrieved with the pieces: a split must read better than the whole
+        queries = sorted({whole} | {p for pieces in options for p in pieces})
         scores = dict(zip(queries, self._best(queries)))
         # every piece confident, and no two neighbours asking for the same brick: that is one
         # step worded twice ("Help me with my French homework, translate") unless the second
@@ -249,10 +250,9 @@ class HeuristicPlanner:
         if not good:
             return [segment]
         _, mean, pieces = max(good, key=lambda g: (g[0], g[1]))
-        whole = self._best([_clean(segment)])[0]
-        if mean < whole[1] - SPLIT_MARGIN:
-            explain.append(f"{segment!r} stays one step: whole it retrieves {whole[0]} {whole[1]:.2f}, better than "
-                           f"its pieces ({mean:.2f} on average)")
+        if mean < scores[whole][1] - SPLIT_MARGIN:
+            explain.append(f"{segment!r} stays one step: whole it retrieves {scores[whole][0]} {scores[whole][1]:.2f}, "
+                           f"better than its pieces ({mean:.2f} on average)")
             return [segment]
         explain.append(f"split {segment!r} at commas/'and': " + ", ".join(
             f"{q!r} -> {scores[q][0]} {scores[q][1]:.2f}" for q in pieces) + f" (each >= {self.split_score})")

@@ -121,6 +121,14 @@ def case_scores(skill: Skill, model, tokenizer, size: int = 100) -> dict[str, fl
     return {case: exact_match(model, tokenizer, case_eval_set(skill, case, size)) for case in CASES}
 
 
+def word_scores(skill: Skill, model, tokenizer) -> dict[str, float]:
+    """A string brick's card numbers on real-word shapes: doubled letters, held-out English phrases."""
+    if skill.table is not None:
+        return {}
+    return {"doubled_letter_exact_match": exact_match(model, tokenizer, doubled_set(skill, 100, "eval")),
+            "english_exact_match": exact_match(model, tokenizer, english_set(skill, 100, "eval"))}
+
+
 def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None) -> dict[str, float]:
     """Continue `bricks/<id>` on every case; save it (card updated) under `out/<id>`."""
     from peft import PeftModel
@@ -147,10 +155,7 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     scores = case_scores(skill, model, tokenizer)
     card = BrickCard.model_validate_json((bricks / skill.id / "brick.json").read_text())
     card.metrics = measure(skill, model, tokenizer)
-    if skill.table is None:
-        card.source["doubled_letter_exact_match"] = exact_match(model, tokenizer, doubled_set(skill, 100, "eval"))
-        card.source["english_exact_match"] = exact_match(model, tokenizer, english_set(skill, 100, "eval"))
-    card.source = {**card.source, "case_exact_match": scores,
+    card.source = {**card.source, **word_scores(skill, model, tokenizer), "case_exact_match": scores,
                    "case_robust": _rounds(card.source.get("case_robust"), len(losses), round(time.time() - start),
                                           config.lr)}
     model.peft_config["default"].base_model_name_or_path = "../base"
@@ -173,10 +178,8 @@ def record_cases(bricks: Path, ids: list[str]) -> None:
     from composer.defaults.build import rewrite_cards
 
     def update(card, skill, model, tokenizer):
-        source = {**card.source, "case_exact_match": case_scores(skill, model, tokenizer)}
-        if skill.table is None:
-            source["doubled_letter_exact_match"] = exact_match(model, tokenizer, doubled_set(skill, 100, "eval"))
-            source["english_exact_match"] = exact_match(model, tokenizer, english_set(skill, 100, "eval"))
+        source = {**card.source, "case_exact_match": case_scores(skill, model, tokenizer),
+                  **word_scores(skill, model, tokenizer)}
         print(skill.id, {k: v for k, v in source.items() if k.endswith("exact_match")}, flush=True)
         return card.model_copy(update={"source": source})
 
