@@ -32,6 +32,7 @@ from composer.storage import read_checked, write_checked
 WEIGHTS, META = "retriever.safetensors", "retriever.json"
 FORMAT = 1
 RANK, STEPS, LR, TEMPERATURE, IDENTITY_PULL, SEED = 64, 200, 3e-3, 0.2, 1e-2, 0
+PER_BRICK = 64  # texts of each brick in a training step's batch
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[A-Za-z]+")
 
@@ -109,8 +110,12 @@ def cards_hash(library) -> str:
 
 def train_projection(base, pairs: list[tuple[str, str]], rank: int = RANK, steps: int = STEPS,
                      lr: float = LR, temperature: float = TEMPERATURE, pull: float = IDENTITY_PULL,
-                     seed: int = SEED) -> tuple[np.ndarray, np.ndarray, float]:
-    """(A, B, final loss): full-batch supervised contrastive training of the residual map."""
+                     per_brick: int = PER_BRICK, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, float]:
+    """(A, B, final loss): supervised contrastive training of the residual map.
+
+    Each step contrasts a batch of up to `per_brick` texts of every brick, drawn afresh: the
+    loss is quadratic in the batch, so a full batch of all texts would make adding a brick to a
+    library of a few thousand card texts cost a minute instead of seconds."""
     import torch
 
     labels = sorted({b for b, _ in pairs})
@@ -122,16 +127,18 @@ def train_projection(base, pairs: list[tuple[str, str]], rank: int = RANK, steps
     a = torch.nn.Parameter(torch.randn(dim, rank, generator=gen) / dim ** 0.5)
     b = torch.nn.Parameter(torch.zeros(rank, dim))
     opt = torch.optim.Adam([a, b], lr=lr)
-    same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool)
-    has_pos = same.any(1)
+    members = [torch.nonzero(y == k).flatten() for k in range(len(labels))]
     loss = torch.tensor(0.0)
     for _ in range(steps):
-        z = torch.nn.functional.normalize(x + (x @ a) @ b, dim=-1)
-        logits = (z @ z.T) / temperature
-        logits = logits.masked_fill(torch.eye(len(y), dtype=torch.bool), -1e9)
+        rows = torch.cat([m[torch.randperm(len(m), generator=gen)[:per_brick]] for m in members])
+        xb, yb = x[rows], y[rows]
+        eye = torch.eye(len(rows), dtype=torch.bool)
+        same = (yb[:, None] == yb[None, :]) & ~eye
+        z = torch.nn.functional.normalize(xb + (xb @ a) @ b, dim=-1)
+        logits = ((z @ z.T) / temperature).masked_fill(eye, -1e9)
         log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         pos = (log_prob * same).sum(1) / same.sum(1).clamp(min=1)
-        loss = -pos[has_pos].mean() + pull * ((a @ b) ** 2).sum()
+        loss = -pos[same.any(1)].mean() + pull * ((a @ b) ** 2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
