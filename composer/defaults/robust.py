@@ -74,27 +74,28 @@ def _rounds(before: dict | None, steps: int, seconds: int, lr: float) -> dict:
             "rounds": before.get("rounds", 1 if before else 0) + 1}
 
 
-def doubled_set(skill: Skill, size: int, seed: str) -> list[Example]:
-    """`size` inputs whose every word may carry a doubled letter, in a random case."""
-    rng = random.Random(f"{skill.id}:doubled:{seed}")
+def _changed_set(skill: Skill, size: int, rng: random.Random, draw) -> list[Example]:
+    """`size` examples from `draw(rng)` -> (instruction, input), the input in a random case,
+    that the skill changes (an unchanged input says nothing about a brick)."""
     out = []
     while len(out) < size:
-        instruction, x, _ = skill.sample(rng, doubled_word)
+        instruction, x = draw(rng)
         x = recase(x, rng.choice(CASES), rng)
         if skill.answer(x) != x:
             out.append((instruction, x, skill.answer(x)))
     return out
 
 
+def doubled_set(skill: Skill, size: int, seed: str) -> list[Example]:
+    """Inputs whose every word may carry a doubled letter."""
+    return _changed_set(skill, size, random.Random(f"{skill.id}:doubled:{seed}"),
+                        lambda rng: skill.sample(rng, doubled_word)[:2])
+
+
 def english_set(skill: Skill, size: int, seed: str) -> list[Example]:
-    """`size` phrases of held-out English words, in a random case, that the skill changes."""
-    rng = random.Random(f"{skill.id}:english:{seed}")
-    out = []
-    while len(out) < size:
-        x = recase(english_phrase(rng, held_out=True), rng.choice(CASES), rng)
-        if skill.answer(x) != x:
-            out.append((rng.choice(skill.instructions), x, skill.answer(x)))
-    return out
+    """Phrases of held-out English words."""
+    return _changed_set(skill, size, random.Random(f"{skill.id}:english:{seed}"),
+                        lambda rng: (rng.choice(skill.instructions), english_phrase(rng, held_out=True)))
 
 
 def case_sampler(skill: Skill, instructions: list[str]):
