@@ -3,8 +3,10 @@
 Step 1 reads the payload; every later step reads the previous step's output. The heuristic
 planner is deterministic and explains itself in `Plan.explain`:
 
-1. The payload: passed as `input`, else after `input=...`, a colon (up to a "then"), in quotes
-   or in a call's parentheses ("rot13(hello world)"); else a first or last piece of its own ("happy cat -> upper",
+1. The payload: passed as `input`, else after `input=...`; else, with a tagger, its most
+   probable span in the whole request when the tagger is at least TAG_CONFIDENCE sure of it
+   ("for the escape room: get the capital of nepal" — a colon that marks no payload); else
+   after a colon (up to a "then"), in quotes or in a call's parentheses ("rot13(hello world)"); else a first or last piece of its own ("happy cat -> upper",
    "strip the vowels - magic carpet") when it retrieves no brick and the payload tagger reads
    every word of it as payload; else, with a search function, written inline ("capital of
    Japan", "Spell paris backwards"): every span of the first step (up to a comma or "and" that
@@ -21,7 +23,9 @@ planner is deterministic and explains itself in `Plan.explain`:
    average no worse than the whole step does (less SPLIT_MARGIN) (retrieval-guided
    segmentation: "remove the vowels and reverse it" splits; "uppercase salt and pepper", "Help
    me with my French homework, translate" and "write it the other way round, one letter at a
-   time" do not; "reverse it, and reverse it again" does).
+   time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps that
+   retrieve the same brick confidently become one ("put it in full uppercase. no lowercase anywhere"),
+   unless the later one says "again" or "twice".
 """
 
 from __future__ import annotations
@@ -67,16 +71,21 @@ Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queri
 
 _INPUT_EQ = re.compile(r"""\binput\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
 _QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])""", re.I)
+_ARROW = r"(?:->|=>|\|>|-{1,2}|\u2013|\u2014)"  # arrows and spaced dashes: "happy cat -> upper"
 _NUMBERED = re.compile(r"(?:^|\s)\(?\d+[.)]\s+")
 _CUES = re.compile(
     r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b,?"
-    r"|\s(?:->|=>|\|>|-{1,2}|\u2013|\u2014)\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
+    rf"|\s{_ARROW}\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
 _AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 _WEAK = re.compile(r"\s*,\s*|\s+and\s+", re.I)  # separators a step may split on, if retrieval agrees
 _WORD = re.compile(r"[a-z0-9']+")
+_EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of it
+_SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
+_SEP_START = re.compile(rf"^\s*(?:[:;]|{_ARROW}(?:\s|$))\s*")  # what starts the text after one
+_AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
@@ -105,6 +114,7 @@ CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by
 GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
 _NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
+TAG_CONFIDENCE = 0.9  # the tagger's probability of its best span in the whole request above which it decides alone
 SPLIT_MARGIN = 0.05  # a split wins when its pieces retrieve, on average, no worse than this below the whole
 Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
@@ -171,7 +181,7 @@ class HeuristicPlanner:
         self.split_score, self.payload_score = split_score, payload_score
         # what the planner remembers about the library, dropped together when it changes
         self._generation = None
-        self._keys: dict[str, frozenset[str]] | None = None
+        self._keys: tuple[dict[str, frozenset[str]], frozenset[str]] | None = None  # see _facts
         self._memo: dict[str, list] = {}
         self._lock = threading.Lock()
 
@@ -182,7 +192,10 @@ class HeuristicPlanner:
         if payload is not None:
             explain.append("payload passed separately")
         else:
-            text, payload, how = split_payload(text)
+            text, payload, how = (self._tagged_payload(text) if self.tagger and self.search and not _INPUT_EQ.search(text)
+                                  else (text, None, ""))
+            if payload is None:
+                text, payload, how = split_payload(text)
             if how:
                 explain.append(how)
         segments = split_steps(text)
@@ -193,6 +206,8 @@ class HeuristicPlanner:
         if payload is None and self.search:  # before splitting on "and": a payload may hold one
             segments[0], payload = self._inline_payload(segments[0], explain)
         steps = [s for segment in segments for s in (self._segment(segment, explain) if self.search else [segment])]
+        if self.search and len(steps) > 1:
+            steps = self._merge_restated(steps, explain)
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
@@ -246,7 +261,7 @@ class HeuristicPlanner:
         # says "again"
         good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in options
                 if all(scores[q][1] >= self.split_score for q in p)
-                and all(scores[a][0] != scores[b][0] or "again" in _words(b) for a, b in zip(p, p[1:]))]
+                and all(scores[a][0] != scores[b][0] or set(_words(b)) & _AGAIN for a, b in zip(p, p[1:]))]
         if not good:
             return [segment]
         _, mean, pieces = max(good, key=lambda g: (g[0], g[1]))
@@ -258,7 +273,55 @@ class HeuristicPlanner:
             f"{q!r} -> {scores[q][0]} {scores[q][1]:.2f}" for q in pieces) + f" (each >= {self.split_score})")
         return pieces
 
+    def _merge_restated(self, steps: list[str], explain: list[str]) -> list[str]:
+        """Neighbouring steps whose best customized bricks are the same, both retrieved at
+        `payload_score` or more, are one step worded twice ("put it in full uppercase. no
+        lowercase anywhere", "capital of it? I always guess rio") unless the later one asks
+        again; the wording that retrieves better stays. A step that retrieves nothing well
+        stays, to fail as unknown."""
+        emergent, out = self._facts()[1], []
+        customized = [next(((h.id, h.score) for h in hits if h.id not in emergent), ("", 0.0))
+                      for hits in self._search(steps)]  # the lane a step runs in (composer.modes)
+        for step, (brick, score) in zip(steps, customized):
+            if (out and brick == out[-1][1] and min(score, out[-1][2]) >= self.payload_score
+                    and not set(_words(step)) & _AGAIN):
+                kept = max(out[-1], (step, brick, score), key=lambda s: s[2])
+                explain.append(f"{out[-1][0]!r} and {step!r} both retrieve {brick}: one step, {kept[0]!r}")
+                out[-1] = kept
+            else:
+                out.append((step, brick, score))
+        return [step for step, _, _ in out]
+
     # -- inline payloads ---------------------------------------------------------------
+    def _tagged_payload(self, text: str) -> tuple[str, str | None, str]:
+        """(the request with its payload replaced by "it", the payload, why) when the tagger's
+        most probable payload span in the whole request has probability TAG_CONFIDENCE or more;
+        else (text, None, ""). Delimiters mislead when a request uses a colon for something
+        else ("for the escape room: get the capital of nepal"); the tagger read them in
+        context when it was trained."""
+        original, text = text, _LAST_ASIDE.sub(r", \1", text)  # "purple rain (spelled backwards)"
+        tokens = list(re.finditer(r"\S+", text))
+        tags = self.tagger(text)
+        if not tokens or len(tags) != len(tokens):
+            return original, None, ""
+        i, j = max(((i, j) for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)),
+                   key=lambda s: sum(tags[s[0]:s[1]]))  # the span of largest log-odds is the most probable
+        log_p = sum(_log_sigmoid(t if i <= n < j else -t) for n, t in enumerate(tags))
+        raw = text[tokens[i].start():tokens[j - 1].end()]
+        payload = raw.strip(_EDGE)
+        if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload):
+            return original, None, ""
+        start = tokens[i].start() + len(raw) - len(raw.lstrip(_EDGE))  # punctuation after the payload stays
+        before, after = text[:start].rstrip(" \"'“"), text[start + len(payload):].lstrip(" \"'”")
+        if lead := _SEP_START.match(after):  # "never give up: words reversed"
+            after = after[lead.end():]
+        sep = _SEP_END.search(before)
+        if not before or sep:  # a piece of its own: "... backwards - magic carpet"
+            rest = f"{before[:sep.start()] if sep else ''} {after}"
+        else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it"
+            rest = f"{before} it{'' if after[:1] in (',', '.', ';', '?', '!') else ' '}{after}"
+        return rest.strip(" ,;"), payload, f"payload read by the tagger in the whole request (p={math.exp(log_p):.2f})"
+
     def _payload_piece(self, segments: list[str], explain: list[str]) -> tuple[list[str], str | None]:
         """The first or last piece as the payload when it reads as no step and the others all
         do: with the tagger, every word of it reads as payload and it retrieves worse than each
@@ -289,22 +352,28 @@ class HeuristicPlanner:
         return self._memo
 
     def _known_inputs(self) -> dict[str, frozenset[str]]:
-        """Known inputs per brick (the `input` of its data.jsonl rows), re-read when the library changes."""
+        """Known inputs per brick (the `input` of its data.jsonl rows)."""
+        return self._facts()[0]
+
+    def _facts(self) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+        """(known inputs per brick, the emergent bricks), re-read when the library changes."""
         if self.library is None:
-            return {}
+            return {}, frozenset()
         with self._lock:
             self._current()
             if self._keys is not None:
                 return self._keys
-        keys = {}
+        keys, emergent = {}, set()
         for card in self.library.cards():
+            if card.kind == "emergent":
+                emergent.add(card.id)
             data = self.library.path(card.id) / "data.jsonl"
             if data.is_file():
                 rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
                 keys[card.id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
         with self._lock:
-            self._keys = keys
-        return keys
+            self._keys = keys, frozenset(emergent)
+        return self._keys
 
     @staticmethod
     def _later_pieces(tokens: list[str]) -> list[tuple[int, str, str]]:

@@ -2,17 +2,22 @@
 
 Hand rules for inline payloads ("Translate horse into French") fit the wordings they were
 tuned on and miss fresh ones ("gimme happy cat in full caps" keeps "gimme" or "full" in the
-payload). The tagger reads each word in context — the frozen sentence embedder's word-piece
-states, averaged per whitespace word — and a small MLP gives the log-odds that the word belongs
-to the payload. The planner adds the log-probability of each candidate split to its retrieval
-score; it never decides alone, and a library without a tagger (another embedder, no weights)
-plans as before.
+payload). The tagger reads each word in context — the sentence embedder's word-piece states,
+averaged per whitespace word — and a small MLP gives the log-odds that the word belongs to the
+payload. The embedder's attention (query and value maps) is fine-tuned with LoRA together
+with the MLP: a frozen embedder's states say what a word means, not what role it plays in the
+request, and on requests of a corpus it never saw the tuned tagger finds the exact payload
+more often (see README). The planner adds the log-probability of each candidate split to its
+retrieval score; it never decides alone, and a library without a tagger (another embedder, no
+weights) plans as before.
 
 It is trained once, on annotated requests for the default's twelve skills (written by people
 who never saw the planner: `composer/defaults/requests/`), by
 `python -m composer.defaults.build --stage tagger`, and ships with the package as
-`composer/data/payload_tagger.safetensors` (+ `.json`, about 50 KB). What it learns is mostly
-how requests are worded around a payload, so it also helps libraries with other skills.
+`composer/data/payload_tagger.safetensors` (+ `.json`, the LoRA factors and the MLP, about
+300 KB). What it learns is mostly how requests are worded around a payload, so it also helps
+libraries with other skills. The shared embedder is never changed: the tagger runs a copy
+that shares every weight except the adapted ones.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import numpy as np
 from composer.storage import read_checked, write_checked
 
 WEIGHTS = Path(__file__).resolve().parent / "data" / "payload_tagger.safetensors"
-FORMAT = 1
-HIDDEN, STEPS, LR, DECAY, SEED = 32, 400, 1e-2, 1e-3, 0
+FORMAT = 2
+HIDDEN, RANK, EPOCHS, BATCH, LR, DECAY, SEED = 32, 8, 4, 32, 1e-3, 1e-2, 0
+TARGETS = ("query", "value")  # the embedder's attention maps that LoRA adapts
 MEMO_SIZE = 1024
 _LAYERS = frozenset(("w1", "b1", "w2", "b2"))
 _TOKEN = re.compile(r"\S+")
@@ -52,28 +58,41 @@ def label(text: str, payload: str) -> list[int] | None:
     return None
 
 
-def word_vectors(base, texts: list[str]) -> list[np.ndarray]:
-    """Per text, one vector per whitespace word: the mean of the embedder's last hidden states
-    over the word's pieces (a word the tokenizer cut off keeps zeros)."""
+def _word_pools(tokenizer, texts: list[str]):
+    """(the tokenizer's batch, per text a words x pieces matrix that averages each whitespace
+    word's pieces; a word the tokenizer cut off gets a zero row)."""
     import torch
 
-    tokenizer, model = base.tokenizer, base[0].auto_model
     enc = tokenizer(texts, return_offsets_mapping=True, padding=True, truncation=True, max_length=128,
                     return_tensors="pt")
     offsets = enc.pop("offset_mapping").tolist()
-    with torch.inference_mode():
-        hidden = model(**enc).last_hidden_state.float().numpy()
-    out = []
+    pools = []
     for n, text in enumerate(texts):
         words = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
-        vectors = np.zeros((len(words), hidden.shape[-1]), np.float32)
-        pieces = [(p, s, e) for p, (s, e) in enumerate(offsets[n]) if e > s]
+        pool = torch.zeros(len(words), enc["input_ids"].shape[1])
         for k, (a, b) in enumerate(words):
-            inside = [p for p, s, e in pieces if s >= a and e <= b]
+            inside = [p for p, (s, e) in enumerate(offsets[n]) if e > s and s >= a and e <= b]
             if inside:
-                vectors[k] = hidden[n, inside].mean(0)
-        out.append(vectors)
-    return out
+                pool[k, inside] = 1 / len(inside)
+        pools.append(pool)
+    return enc, pools
+
+
+def _adapted(model, weights: dict[str, np.ndarray]):
+    """A copy of `model` sharing every tensor except the LoRA-adapted linear maps, whose weights
+    become W + B A (`lora.<module>.a` / `.b`, B already scaled)."""
+    import copy
+
+    import torch
+
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    copied = copy.deepcopy(model, shared)
+    for name, module in copied.named_modules():
+        if f"lora.{name}.a" in weights:
+            delta = torch.from_numpy(weights[f"lora.{name}.b"] @ weights[f"lora.{name}.a"])
+            module.weight = torch.nn.Parameter(module.weight.detach() + delta.to(module.weight.dtype),
+                                               requires_grad=False)
+    return copied.eval()
 
 
 class PayloadTagger:
@@ -81,6 +100,7 @@ class PayloadTagger:
 
     def __init__(self, base, weights: dict[str, np.ndarray]):
         self.base, self.weights = base, weights
+        self.encoder = _adapted(base[0].auto_model, weights)
         self._memo: dict[str, list[float]] = {}
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
@@ -88,10 +108,15 @@ class PayloadTagger:
         return (np.tanh(vectors @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"])[:, 0]
 
     def __call__(self, text: str) -> list[float]:
+        import torch
+
         if text not in self._memo:
             if len(self._memo) >= MEMO_SIZE:
                 self._memo.clear()
-            self._memo[text] = self.logits(word_vectors(self.base, [text])[0]).tolist()
+            enc, (pool,) = _word_pools(self.base.tokenizer, [text])
+            with torch.inference_mode():
+                vectors = (pool @ self.encoder(**enc).last_hidden_state[0].float()).numpy()
+            self._memo[text] = self.logits(vectors).tolist()
         return self._memo[text]
 
     @classmethod
@@ -107,25 +132,44 @@ class PayloadTagger:
         return cls(base, weights) if weights and _LAYERS <= weights.keys() else None
 
 
-def train(base, examples: list[tuple[str, list[int]]], hidden: int = HIDDEN, steps: int = STEPS,
+def train(base, examples: list[tuple[str, list[int]]], epochs: int = EPOCHS, rank: int = RANK, lr: float = LR,
           seed: int = SEED) -> tuple[dict[str, np.ndarray], float]:
-    """(weights, final loss): full-batch binary cross-entropy over every word of `examples`."""
-    import torch
+    """(weights, last batch's loss): binary cross-entropy over every word of `examples`, in
+    shuffled batches, training LoRA on a copy of the embedder together with the MLP."""
+    import copy
+    import random
 
-    vectors = word_vectors(base, [text for text, _ in examples])
-    x = torch.tensor(np.concatenate(vectors))
-    y = torch.tensor(np.concatenate([np.asarray(labels, np.float32) for _, labels in examples]))
+    import torch
+    from peft import LoraConfig, get_peft_model
+
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=LR, weight_decay=DECAY)
-    for _ in range(steps):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x)[:, 0], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    first, second = net[0], net[2]
+    model = get_peft_model(copy.deepcopy(base[0].auto_model),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.1, target_modules=list(TARGETS)))
+    head = torch.nn.Sequential(torch.nn.Linear(model.config.hidden_size, HIDDEN), torch.nn.Tanh(),
+                               torch.nn.Linear(HIDDEN, 1))
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=DECAY)
+    order, rng, loss = list(examples), random.Random(seed), torch.tensor(0.0)
+    model.train()
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), BATCH):
+            batch = order[start:start + BATCH]
+            enc, pools = _word_pools(base.tokenizer, [text for text, _ in batch])
+            hidden = model(**enc).last_hidden_state
+            logits = torch.cat([head(pool @ hidden[n])[:, 0] for n, pool in enumerate(pools)])
+            y = torch.tensor([v for _, labels in batch for v in labels], dtype=torch.float32)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    first, second = head[0], head[2]
     weights = {"w1": first.weight.detach().T.contiguous().numpy(), "b1": first.bias.detach().numpy(),
                "w2": second.weight.detach().T.contiguous().numpy(), "b2": second.bias.detach().numpy()}
+    for name, module in model.base_model.model.named_modules():
+        if hasattr(module, "lora_A") and "default" in module.lora_A:
+            weights[f"lora.{name}.a"] = module.lora_A["default"].weight.detach().numpy().copy()
+            weights[f"lora.{name}.b"] = (module.lora_B["default"].weight.detach() * module.scaling["default"]).numpy()
     return weights, float(loss.detach())
 
 

@@ -99,7 +99,7 @@ def test_inline_payloads(guided, text, payload, first_step_words):
     assert plan.payload == payload and len(plan.steps) == 1
     assert first_step_words <= set(plan.steps[0].instruction.lower().split())
     assert payload.lower() not in plan.steps[0].instruction.lower()
-    assert any("found inline" in line for line in plan.explain)
+    assert any("found inline" in line or "read by the tagger" in line for line in plan.explain)
 
 
 @needs_default
@@ -111,10 +111,10 @@ def test_inline_payload_composes_with_a_chain(guided):
 @needs_default
 @pytest.mark.parametrize("text, payload, steps", [
     ("Capitalize every word of new york and spell it backwards", "new york",
-     ["Capitalize every word", "spell it backwards"]),
-    ("Uppercase rock and roll and reverse it", "rock and roll", ["Uppercase", "reverse it"]),
+     ["Capitalize every word of it", "spell it backwards"]),
+    ("Uppercase rock and roll and reverse it", "rock and roll", ["Uppercase it", "reverse it"]),
     ("Strip the vowels from river stone, reverse the order of the words and shout it", "river stone",
-     ["Strip the vowels", "reverse the order of the words", "shout it"]),
+     ["Strip the vowels from it", "reverse the order of the words", "shout it"]),
 ])
 def test_an_inline_payload_stops_where_the_next_step_starts(guided, text, payload, steps):
     """A comma or "and" followed by a piece that retrieves a brick ends the payload; one
@@ -148,11 +148,10 @@ def test_a_payload_before_the_instruction(guided):
     ("Norway - what's the capital city?", "Norway", ["what's the capital city"]),
 ])
 def test_a_payload_piece_of_its_own(guided, text, payload, steps):
-    """A first or last piece that retrieves worse than the steps and whose every word the
-    tagger reads as payload is the payload."""
+    """A first or last piece that reads as payload is the payload, its separator no step."""
     plan = guided.plan(text)
     assert (plan.payload, [s.instruction for s in plan.steps]) == (payload, steps)
-    assert any("piece of its own" in line for line in plan.explain)
+    assert any("piece of its own" in line or "read by the tagger" in line for line in plan.explain)
 
 
 @needs_default
@@ -179,7 +178,7 @@ def test_commas_and_and_split_only_when_every_piece_retrieves(guided):
     plan = guided.plan("remove the vowels and reverse it: abc")
     assert [s.instruction for s in plan.steps] == ["remove the vowels", "reverse it"]
     plan = guided.plan("Uppercase salt and pepper")
-    assert plan.payload == "salt and pepper" and [s.instruction for s in plan.steps] == ["Uppercase"]
+    assert plan.payload == "salt and pepper" and [s.instruction for s in plan.steps] == ["Uppercase it"]
 
 
 @needs_default
@@ -188,6 +187,47 @@ def test_a_modifier_after_a_comma_stays_with_its_step(guided):
     plan = guided.plan("Spell sea breeze backwards, one letter at a time")
     assert plan.payload == "sea breeze" and len(plan.steps) == 1
     assert any("stays one step" in line for line in plan.explain)
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    # a colon that marks no payload, and a payload before the colon
+    ("for the pub quiz: what is the capital of peru", "peru", 1),
+    ("midnight train: rot13 first, then all caps", "midnight train", 2),
+    # a chatty request whose payload sits mid-sentence, its comma kept for the next step
+    ("my sister wants lazy sunday morning without vowels, then flip the word order", "lazy sunday morning", 2),
+])
+def test_a_confident_tagger_finds_the_payload_in_the_whole_request(guided, text, payload, steps):
+    plan = guided.plan(text)
+    assert (plan.payload, len(plan.steps)) == (payload, steps)
+    assert any("read by the tagger" in line for line in plan.explain)
+
+
+def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
+    """The planner's mechanics around a tagger's span, with fixed log-odds per word."""
+    def tagger_for(payload_words):
+        return lambda text: [6.0 if w.strip(",:'") in payload_words else -6.0 for w in text.split()]
+
+    def plan(text, words):
+        planner = HeuristicPlanner(lambda queries, k: [[] for _ in queries], tagger=tagger_for(words))
+        return planner._tagged_payload(text)
+
+    assert plan("rot13 magic word, uppercase it", {"magic", "word"})[:2] == ("rot13 it, uppercase it", "magic word")
+    assert plan("never give up: words reversed", {"never", "give", "up"})[:2] == ("words reversed", "never give up")
+    assert plan("put 'do not disturb' in caps", {"do", "not", "disturb"})[:2] == ("put it in caps", "do not disturb")
+    assert plan("uppercase happy cat", {"happy", "cat"})[:2] == ("uppercase it", "happy cat")
+    assert plan("is this positive? great food", {"great", "food"})[:2] == ("is this positive", "great food")
+    # two separate runs of payload-like words: no span is probable enough, the rules decide
+    assert plan("uppercase happy and reverse cat", {"happy", "cat"})[1] is None
+
+
+@needs_default
+def test_a_restated_step_is_one_step(guided):
+    """A sentence that asks for the same brick again is an aside, unless it says "again"."""
+    plan = guided.plan("put sunny day in full uppercase. no lowercase anywhere")
+    assert plan.payload == "sunny day" and len(plan.steps) == 1
+    assert any("one step" in line for line in plan.explain)
+    assert len(guided.plan("reverse it, and reverse it again: abc").steps) == 2
 
 
 @needs_default

@@ -62,11 +62,16 @@ def test_loading_refuses_other_embedders_and_damaged_weights(tmp_path, embedder)
 
 
 def test_training_learns_which_words_are_payload(embedder, tmp_path):
+    """LoRA on the embedder's attention and the MLP learn together; the shared embedder, which
+    the retriever uses too, is left exactly as it was."""
+    before = embedder.encode(["uppercase happy cat"])
     examples = [("uppercase happy cat", [0, 1, 1]), ("reverse green tea", [0, 1, 1]),
                 ("make blue sky loud", [0, 1, 1, 0]), ("shout red fox", [0, 1, 1])]
-    weights, loss = tagger.train(embedder, examples, steps=100)
+    weights, loss = tagger.train(embedder, examples, epochs=60, lr=3e-3)
     assert loss < 0.1
+    assert {f"lora.encoder.layer.0.attention.self.{m}.{f}" for m in tagger.TARGETS for f in "ab"} <= weights.keys()
     tagger.save(weights, {"base": tagger.base_id(embedder.tokenizer.name_or_path)}, tmp_path / "w.safetensors")
     trained = PayloadTagger.load(embedder, tmp_path / "w.safetensors")
     assert np.allclose(trained("uppercase happy cat"), PayloadTagger(embedder, weights)("uppercase happy cat"))
     assert [x > 0 for x in trained("reverse green tea")] == [False, True, True]
+    assert np.array_equal(embedder.encode(["uppercase happy cat"]), before)

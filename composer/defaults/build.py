@@ -202,9 +202,10 @@ PAYLOAD_VARIANTS = 4  # copies of each request with another request's payload (c
 
 
 def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) -> list[tuple[str, list[int]]]:
-    """(first step, payload label per word) for every annotated request whose payload is written
-    inline in its first step — what the planner's tagger sees; delimited payloads need no tagger
-    — each also with `variants` payloads of other requests for a skill of the same input (any
+    """(text, payload label per word) for every annotated request: the whole request, which the
+    planner tags before it looks for delimiters, and, when its payload is written inline, its
+    first step, which the planner tags when the whole request gave no confident payload. Each
+    also with `variants` payloads of other requests for a skill of the same input (any
     string-skill payload, the same table skill's), so that the tagger learns the wording around
     a payload rather than the payloads. Seeded."""
     from composer.planner import split_payload, split_steps
@@ -219,11 +220,12 @@ def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) 
     for row in rows:
         others = [rng.choice(payloads[kinds[row["skills"][0]]]) for _ in range(variants)]
         for payload in [row["payload"], *others]:
-            text, _, how = split_payload(row["instruction"].replace(row["payload"], payload, 1).strip())
+            whole = row["instruction"].replace(row["payload"], payload, 1).strip()
+            text, _, how = split_payload(whole)
             steps = split_steps(text)
-            labels = label(steps[0], payload) if steps and not how else None
-            if labels:
-                out.append((steps[0], labels))
+            for piece in dict.fromkeys([whole] + ([steps[0]] if steps and not how else [])):
+                if labels := label(piece, payload):
+                    out.append((piece, labels))
     return out
 
 
@@ -236,10 +238,11 @@ def build_tagger(folder: Path = REQUESTS) -> None:
     examples = request_examples(folder)
     weights, loss = tagger.train(load_embedder(), examples)
     tagger.save(weights, {"base": tagger.base_id(default_embedder_path()), "examples": len(examples),
-                          "payload_variants": PAYLOAD_VARIANTS,
-                          "words": sum(len(labels) for _, labels in examples), "final_loss": round(loss, 4),
+                          "payload_variants": PAYLOAD_VARIANTS, "lora_rank": tagger.RANK,
+                          "lora_targets": list(tagger.TARGETS), "epochs": tagger.EPOCHS,
+                          "words": sum(len(labels) for _, labels in examples), "last_batch_loss": round(loss, 4),
                           "sources": sorted(p.name for p in folder.glob("*.jsonl"))})
-    print(f"payload tagger: {len(examples)} requests (with payload variants), final loss {loss:.4f} -> {tagger.WEIGHTS}")
+    print(f"payload tagger: {len(examples)} requests (with payload variants), last batch loss {loss:.4f} -> {tagger.WEIGHTS}")
 
 
 def write_examples(out: Path) -> None:
