@@ -320,6 +320,8 @@ class HeuristicPlanner:
             rest = f"{before[:sep.start()] if sep else ''} {after}"
         else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it"
             rest = f"{before} it{'' if after[:1] in (',', '.', ';', '?', '!') else ' '}{after}"
+        if not set(_words(rest)) - _GLUE:  # no instruction left ("hi"): not a task the tagger can read
+            return original, None, ""
         return rest.strip(" ,;"), payload, f"payload read by the tagger in the whole request (p={math.exp(log_p):.2f})"
 
     def _payload_piece(self, segments: list[str], explain: list[str]) -> tuple[list[str], str | None]:

@@ -217,6 +217,8 @@ def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
     assert plan("put 'do not disturb' in caps", {"do", "not", "disturb"})[:2] == ("put it in caps", "do not disturb")
     assert plan("uppercase happy cat", {"happy", "cat"})[:2] == ("uppercase it", "happy cat")
     assert plan("is this positive? great food", {"great", "food"})[:2] == ("is this positive", "great food")
+    # a span that is the whole request leaves no instruction: the rules decide ("hi" is no task)
+    assert plan("hi there", {"hi", "there"})[1] is None
     # two separate runs of payload-like words: no span is probable enough, the rules decide
     assert plan("uppercase happy and reverse cat", {"happy", "cat"})[1] is None
 
