@@ -6,7 +6,8 @@ planner is deterministic and explains itself in `Plan.explain`:
 1. The payload: passed as `input`, else after `input=...`; else, with a tagger, its most
    probable span in the whole request when the tagger is at least TAG_CONFIDENCE sure of it
    ("for the escape room: get the capital of nepal" — a colon that marks no payload); else
-   after a colon (up to a "then"), in quotes or in a call's parentheses ("rot13(hello world)"); else a first or last piece of its own ("happy cat -> upper",
+   after a colon (up to a "then"), in quotes or in a call's parentheses ("rot13(hello
+   world)"); else a first or last piece of its own ("happy cat -> upper",
    "strip the vowels - magic carpet") when it retrieves no brick and the payload tagger reads
    every word of it as payload; else, with a search function, written inline ("capital of
    Japan", "Spell paris backwards"): every span of the first step (up to a comma or "and" that
@@ -23,9 +24,9 @@ planner is deterministic and explains itself in `Plan.explain`:
    average no worse than the whole step does (less SPLIT_MARGIN) (retrieval-guided
    segmentation: "remove the vowels and reverse it" splits; "uppercase salt and pepper", "Help
    me with my French homework, translate" and "write it the other way round, one letter at a
-   time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps that
-   retrieve the same brick confidently become one ("put it in full uppercase. no lowercase anywhere"),
-   unless the later one says "again" or "twice".
+   time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps whose
+   best customized brick is the same, both retrieved at `payload_score` or more, become one
+   ("put it in full uppercase. no lowercase anywhere"), unless the later says "again" or "twice".
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ class HeuristicPlanner:
         self.split_score, self.payload_score = split_score, payload_score
         # what the planner remembers about the library, dropped together when it changes
         self._generation = None
-        self._keys: tuple[dict[str, frozenset[str]], frozenset[str]] | None = None  # see _facts
+        self._facts_memo: tuple[dict[str, frozenset[str]], frozenset[str]] | None = None  # see _facts
         self._memo: dict[str, list] = {}
         self._lock = threading.Lock()
 
@@ -350,21 +351,18 @@ class HeuristicPlanner:
         library, or a full memo, drops the memo and the known inputs together."""
         generation = self.library.generation()
         if generation != self._generation or len(self._memo) > MEMO_SIZE:
-            self._generation, self._memo, self._keys = generation, {}, None
+            self._generation, self._memo, self._facts_memo = generation, {}, None
         return self._memo
 
-    def _known_inputs(self) -> dict[str, frozenset[str]]:
-        """Known inputs per brick (the `input` of its data.jsonl rows)."""
-        return self._facts()[0]
-
     def _facts(self) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
-        """(known inputs per brick, the emergent bricks), re-read when the library changes."""
+        """(known inputs per brick — the `input` of its data.jsonl rows —, the emergent bricks),
+        re-read when the library changes."""
         if self.library is None:
             return {}, frozenset()
         with self._lock:
             self._current()
-            if self._keys is not None:
-                return self._keys
+            if self._facts_memo is not None:
+                return self._facts_memo
         keys, emergent = {}, set()
         for card in self.library.cards():
             if card.kind == "emergent":
@@ -374,8 +372,8 @@ class HeuristicPlanner:
                 rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
                 keys[card.id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
         with self._lock:
-            self._keys = keys, frozenset(emergent)
-        return self._keys
+            self._facts_memo = keys, frozenset(emergent)
+        return self._facts_memo
 
     @staticmethod
     def _later_pieces(tokens: list[str]) -> list[tuple[int, str, str]]:
@@ -438,7 +436,7 @@ class HeuristicPlanner:
         step = " ".join(head)
         whole = step.strip(" ,.;:?!")
         bare = [t.strip("\"'.,;:?!()").lower() for t in head]
-        keys = self._known_inputs()
+        keys = self._facts()[0]
         known = set().union(*keys.values()) if keys else set()
         spans = []
         for i in range(len(head)):
