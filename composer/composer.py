@@ -104,7 +104,7 @@ class Composer:
             raise ComposerError(f"task_line must be 'card' or 'step', got {task_line!r}")
         self.engine, self.index = engine, index
         self.task_line = task_line
-        self.planner = planner or HeuristicPlanner(index.search_many, index.library,
+        self.planner = planner or HeuristicPlanner(index.search_many, index.library, aside_score=settings.threshold,
                                                    tagger=PayloadTagger.load(index.embedder))
         self.settings = settings
         self.workspace = workspace

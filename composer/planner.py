@@ -27,6 +27,10 @@ planner is deterministic and explains itself in `Plan.explain`:
    time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps whose
    best customized brick is the same, both retrieved at `payload_score` or more, become one
    ("put it in full uppercase. no lowercase anywhere"), unless the later says "again" or "twice".
+   A step that no brick would run (best score under `aside_score`, the composer's threshold)
+   and that opens like a statement, not a command ("I need it for a poem", "It's an escape
+   room hint"), is an aside and dropped when another step does retrieve a brick; an unknown
+   command ("then copy the text") stays, to fail as unknown.
 """
 
 from __future__ import annotations
@@ -87,6 +91,10 @@ _EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
 _SEP_START = re.compile(rf"^\s*(?:[:;]|{_ARROW}(?:\s|$))\s*")  # what starts the text after one
 _AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
+# How a sentence opens when it tells, not asks: a step opening so that retrieves no brick is an aside.
+_STATEMENT = frozenset("""i i'm im i've ive i'd i'll my mine me we we're we've our it it's its this that that's thats
+    these those he she he's she's they they're their his her you're youre your for because cause since as so btw ps
+    there there's theres""".split())
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
@@ -177,9 +185,9 @@ class HeuristicPlanner:
     """
 
     def __init__(self, search: Search | None = None, library=None, split_score: float = 0.5,
-                 payload_score: float = 0.35, tagger: Tagger | None = None):
+                 payload_score: float = 0.35, tagger: Tagger | None = None, aside_score: float = 0.45):
         self.search, self.library, self.tagger = search, library, tagger
-        self.split_score, self.payload_score = split_score, payload_score
+        self.split_score, self.payload_score, self.aside_score = split_score, payload_score, aside_score
         # what the planner remembers about the library, dropped together when it changes
         self._generation = None
         self._facts_memo: tuple[dict[str, frozenset[str]], frozenset[str]] | None = None  # see _facts
@@ -208,7 +216,7 @@ class HeuristicPlanner:
             segments[0], payload = self._inline_payload(segments[0], explain)
         steps = [s for segment in segments for s in (self._segment(segment, explain) if self.search else [segment])]
         if self.search and len(steps) > 1:
-            steps = self._merge_restated(steps, explain)
+            steps = self._drop_asides(self._merge_restated(steps, explain), explain)
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
@@ -292,6 +300,22 @@ class HeuristicPlanner:
             else:
                 out.append((step, brick, score))
         return [step for step, _, _ in out]
+
+    def _drop_asides(self, steps: list[str], explain: list[str]) -> list[str]:
+        """Without the steps that read as asides: no brick would run them (best score under
+        `aside_score`) and they open like a statement ("my cafe logo needs it"); kept when no
+        step would run, so that the request fails as unknown."""
+        best = self._best(steps)
+        if max(score for _, score in best) < self.aside_score:
+            return steps
+        kept = []
+        for step, (brick, score) in zip(steps, best):
+            if score < self.aside_score and _words(step)[:1] and _words(step)[0] in _STATEMENT:
+                explain.append(f"{step!r} is an aside, not a step: it opens like a statement and retrieves no "
+                               f"brick to run (best {brick or 'none'} {score:.2f} < {self.aside_score})")
+            else:
+                kept.append(step)
+        return kept
 
     # -- inline payloads ---------------------------------------------------------------
     def _tagged_payload(self, text: str) -> tuple[str, str | None, str]:

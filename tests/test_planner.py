@@ -233,6 +233,25 @@ def test_a_restated_step_is_one_step(guided):
 
 
 @needs_default
+@pytest.mark.parametrize("text, payload, step", [
+    ("spell rocket ship backwards. my nephew thinks it's hilarious", "rocket ship", "spell it backwards"),
+    ("what's the opposite of brave? we're writing a story", "brave", "what's the opposite of it"),
+    ("I'm writing a card. capitalize every word of happy anniversary", "happy anniversary",
+     "capitalize every word of it"),
+])
+def test_an_aside_that_retrieves_no_brick_is_no_step(guided, text, payload, step):
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == [step]
+    assert any("is an aside, not a step" in line for line in plan.explain)
+
+
+@needs_default
+def test_an_unknown_command_stays_a_step_to_fail_as_unknown(guided):
+    plan = guided.plan("uppercase sea breeze. then summarize it")
+    assert [s.instruction for s in plan.steps] == ["uppercase it", "summarize it"]
+
+
+@needs_default
 def test_guided_plans_are_deterministic_and_explain_themselves(guided):
     text = "Give me the opposite of early, then uppercase it"
     first = guided.plan(text)
