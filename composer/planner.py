@@ -27,10 +27,12 @@ planner is deterministic and explains itself in `Plan.explain`:
    time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps whose
    best customized brick is the same, both retrieved at `payload_score` or more, become one
    ("put it in full uppercase. no lowercase anywhere"), unless the later says "again" or "twice".
-   A step that no brick would run (best score under `aside_score`, the composer's threshold)
-   and that opens like a statement, not a command ("I need it for a poem", "It's an escape
-   room hint"), is an aside and dropped when another step does retrieve a brick; an unknown
-   command ("then copy the text") stays, to fail as unknown.
+   A piece of a message that no sequencing word, list number, arrow or semicolon sets in the
+   sequence (only sentence ends and line breaks around it) and that no brick would run (best
+   score under `aside_score`, the composer's threshold) is no step — a greeting, a sign-off, an
+   aside ("Kind regards, Marcus", "I need it for a poem") — and dropped when another step does
+   retrieve a brick; an unknown command in the sequence ("then copy the text") stays, to fail
+   as unknown.
 """
 
 from __future__ import annotations
@@ -90,11 +92,12 @@ _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
 _SEP_START = re.compile(rf"^\s*(?:[:;]|{_ARROW}(?:\s|$))\s*")  # what starts the text after one
+_SOFT = re.compile(r"[\s.!?\-\u2013\u2014]*")  # a cut at a sentence end, line break or dash: no sequencing word
+# A message's opening and closing lines ("Dear assistant", "Kind regards, Marcus") are no step
+_SALUTATION = re.compile(r"(?:hi|hello|hey|hiya|dear|greetings|good (?:morning|afternoon|evening))\b", re.I)
+_SIGN_OFF = re.compile(r"(?:thanks|thank you|ta|thx|cheers|regards|kind regards|best(?: regards| wishes)?|"
+                       r"warm(?:est)? regards|many thanks|with thanks|sincerely|yours|much (?:appreciated|obliged))\b", re.I)
 _AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
-# How a sentence opens when it tells, not asks: a step opening so that retrieves no brick is an aside.
-_STATEMENT = frozenset("""i i'm im i've ive i'd i'll my mine me we we're we've our it it's its this that that's thats
-    these those he she he's she's they they're their his her you're youre your for because cause since as so btw ps
-    there there's theres""".split())
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
@@ -162,10 +165,28 @@ def _clean(piece: str) -> str:
 
 def split_steps(text: str) -> list[str]:
     """Sub-instructions in order, split on numbered lists and sequencing cues."""
+    return [piece for piece, _ in _marked_steps(text)]
+
+
+def _marked_steps(text: str) -> list[tuple[str, bool]]:
+    """(sub-instruction, whether a sequencing word, list number, arrow or semicolon sets it in
+    the sequence) in order. A piece only between sentence ends and line breaks is not: in a
+    message, such a piece may be a greeting, a sign-off or an aside ("Kind regards, Marcus")."""
     text = _LAST_ASIDE.sub(r", \1", text)
-    parts = _NUMBERED.split(text) if len(_NUMBERED.findall(text)) >= 2 else [text]
-    return [piece for part in parts for piece in map(_clean, _CUES.split(part))
-            if piece and not set(_words(piece)) <= _COURTESY]
+    if len(_NUMBERED.findall(text)) >= 2:
+        return [(p, True) for part in _NUMBERED.split(text) for p in map(_clean, _CUES.split(part)) if _is_step(p)]
+    cuts = [(m.start(), m.end(), not _SOFT.fullmatch(m.group())) for m in _CUES.finditer(text)]
+    out = []
+    for n, start in enumerate([0] + [b for _, b, _ in cuts]):
+        end = cuts[n][0] if n < len(cuts) else len(text)
+        piece = _clean(text[start:end])
+        if _is_step(piece):
+            out.append((piece, (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])))
+    return out
+
+
+def _is_step(piece: str) -> bool:
+    return bool(piece) and not set(_words(piece)) <= _COURTESY
 
 
 def _words(text: str) -> list[str]:
@@ -207,16 +228,19 @@ class HeuristicPlanner:
                 text, payload, how = split_payload(text)
             if how:
                 explain.append(how)
-        segments = split_steps(text)
-        if not segments:
+        marked = _marked_steps(text)
+        if not marked:
             raise PlanError(f"no step found in {instruction!r}")
-        if payload is None and self.search and len(segments) > 1:
-            segments, payload = self._payload_piece(segments, explain)
+        if payload is None and self.search and len(marked) > 1:
+            marked, payload = self._payload_piece(marked, explain)
         if payload is None and self.search:  # before splitting on "and": a payload may hold one
-            segments[0], payload = self._inline_payload(segments[0], explain)
-        steps = [s for segment in segments for s in (self._segment(segment, explain) if self.search else [segment])]
-        if self.search and len(steps) > 1:
-            steps = self._drop_asides(self._merge_restated(steps, explain), explain)
+            first, payload = self._inline_payload(marked[0][0], explain)
+            marked[0] = (first, marked[0][1])
+        marked = [(s, seq) for segment, seq in marked
+                  for s in (self._segment(segment, explain) if self.search else [segment])]
+        if self.search and len(marked) > 1:
+            marked = self._drop_asides(self._merge_restated(marked, explain), explain)
+        steps = [s for s, _ in marked]
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
@@ -282,40 +306,45 @@ class HeuristicPlanner:
             f"{q!r} -> {scores[q][0]} {scores[q][1]:.2f}" for q in pieces) + f" (each >= {self.split_score})")
         return pieces
 
-    def _merge_restated(self, steps: list[str], explain: list[str]) -> list[str]:
+    def _merge_restated(self, steps: list[tuple[str, bool]], explain: list[str]) -> list[tuple[str, bool]]:
         """Neighbouring steps whose best customized bricks are the same, both retrieved at
         `payload_score` or more, are one step worded twice ("put it in full uppercase. no
         lowercase anywhere", "capital of it? I always guess rio") unless the later one asks
         again; the wording that retrieves better stays. A step that retrieves nothing well
-        stays, to fail as unknown."""
+        stays, to fail as unknown. `steps`: (text, sequenced) as from `_marked_steps`."""
         emergent, out = self._facts()[1], []
         customized = [next(((h.id, h.score) for h in hits if h.id not in emergent), ("", 0.0))
-                      for hits in self._search(steps)]  # the lane a step runs in (composer.modes)
-        for step, (brick, score) in zip(steps, customized):
+                      for hits in self._search([step for step, _ in steps])]  # the lane a step runs in (composer.modes)
+        for (step, seq), (brick, score) in zip(steps, customized):
             if (out and brick == out[-1][1] and min(score, out[-1][2]) >= self.payload_score
                     and not set(_words(step)) & _AGAIN):
-                kept = max(out[-1], (step, brick, score), key=lambda s: s[2])
+                kept = max(out[-1], (step, brick, score, seq), key=lambda s: s[2])
                 explain.append(f"{out[-1][0]!r} and {step!r} both retrieve {brick}: one step, {kept[0]!r}")
-                out[-1] = kept
+                out[-1] = (kept[0], brick, kept[2], seq or out[-1][3])
             else:
-                out.append((step, brick, score))
-        return [step for step, _, _ in out]
+                out.append((step, brick, score, seq))
+        return [(step, seq) for step, _, _, seq in out]
 
-    def _drop_asides(self, steps: list[str], explain: list[str]) -> list[str]:
-        """Without the steps that read as asides: no brick would run them (best score under
-        `aside_score`) and they open like a statement ("my cafe logo needs it"); kept when no
-        step would run, so that the request fails as unknown."""
-        best = self._best(steps)
+    def _drop_asides(self, steps: list[tuple[str, bool]], explain: list[str]) -> list[tuple[str, bool]]:
+        """Without the pieces of a message that are no step: a short greeting first or
+        sign-off last that retrieves under `split_score` ("Dear assistant", "Thanks, Juliette"),
+        and pieces that no sequencing word sets in the sequence and no brick would run (best
+        score under `aside_score`: "Ticket #4412", "I need it for a poem"). Kept when no step
+        would run, so that the request fails as unknown; "then copy the text" stays a step."""
+        best = self._best([step for step, _ in steps])
         if max(score for _, score in best) < self.aside_score:
             return steps
         kept = []
-        for step, (brick, score) in zip(steps, best):
-            if score < self.aside_score and _words(step)[:1] and _words(step)[0] in _STATEMENT:
-                explain.append(f"{step!r} is an aside, not a step: it opens like a statement and retrieves no "
-                               f"brick to run (best {brick or 'none'} {score:.2f} < {self.aside_score})")
+        for n, ((step, seq), (brick, score)) in enumerate(zip(steps, best)):
+            closing = (n == 0 and _SALUTATION.match(step)) or (n == len(steps) - 1 and _SIGN_OFF.match(step))
+            if closing and len(_words(step)) <= 4 and score < self.split_score:
+                explain.append(f"{step!r} is no step: a greeting or sign-off (best {brick} {score:.2f})")
+            elif not seq and score < self.aside_score:
+                explain.append(f"{step!r} is no step: no sequencing word sets it in the sequence and it retrieves "
+                               f"no brick to run (best {brick or 'none'} {score:.2f} < {self.aside_score})")
             else:
-                kept.append(step)
-        return kept
+                kept.append((step, seq))
+        return kept or steps
 
     # -- inline payloads ---------------------------------------------------------------
     def _tagged_payload(self, text: str) -> tuple[str, str | None, str]:
@@ -349,11 +378,12 @@ class HeuristicPlanner:
             return original, None, ""
         return rest.strip(" ,;"), payload, f"payload read by the tagger in the whole request (p={math.exp(log_p):.2f})"
 
-    def _payload_piece(self, segments: list[str], explain: list[str]) -> tuple[list[str], str | None]:
+    def _payload_piece(self, marked: list[tuple[str, bool]], explain: list[str]) -> tuple[list[tuple[str, bool]], str | None]:
         """The first or last piece as the payload when it reads as no step and the others all
         do: with the tagger, every word of it reads as payload and it retrieves worse than each
         other piece; without, it retrieves no brick with `payload_score` ("happy cat -> upper",
-        "strip the vowels, then reverse it - magic carpet")."""
+        "strip the vowels, then reverse it - magic carpet"). `marked`: as from `_marked_steps`."""
+        segments = [segment for segment, _ in marked]
         best = dict(zip(segments, self._best(segments)))
         for n in (0, len(segments) - 1):
             piece, others = segments[n], segments[:n] + segments[n + 1:]
@@ -367,8 +397,8 @@ class HeuristicPlanner:
                 continue  # some word of it reads as an instruction
             explain.append(f"payload {piece!r} is a piece of its own: it retrieves no brick "
                            f"(best {best[piece][0]} {best[piece][1]:.2f} < {self.payload_score})")
-            return others, piece
-        return segments, None
+            return marked[:n] + marked[n + 1:], piece
+        return marked, None
 
     def _current(self) -> dict[str, list]:
         """The search memo for the library as it is now (caller holds `_lock`); a changed

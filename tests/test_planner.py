@@ -238,16 +238,25 @@ def test_a_restated_step_is_one_step(guided):
     ("what's the opposite of brave? we're writing a story", "brave", "what's the opposite of it"),
     ("I'm writing a card. capitalize every word of happy anniversary", "happy anniversary",
      "capitalize every word of it"),
+    ("Ref 2291 - please pluralize goose", "goose", "pluralize it"),
 ])
-def test_an_aside_that_retrieves_no_brick_is_no_step(guided, text, payload, step):
+def test_a_sentence_that_retrieves_no_brick_is_no_step(guided, text, payload, step):
     plan = guided.plan(text)
     assert plan.payload == payload and [s.instruction for s in plan.steps] == [step]
-    assert any("is an aside, not a step" in line for line in plan.explain)
+    assert any("no sequencing word sets it in the sequence" in line for line in plan.explain)
 
 
 @needs_default
-def test_an_unknown_command_stays_a_step_to_fail_as_unknown(guided):
-    plan = guided.plan("uppercase sea breeze. then summarize it")
+def test_a_greeting_and_a_sign_off_are_no_steps(guided):
+    plan = guided.plan("Dear assistant,\n\ncould you reverse the word order of slow and steady, then uppercase it?"
+                       "\n\nThanks, Ingrid")
+    assert plan.payload == "slow and steady" and len(plan.steps) == 2
+    assert sum("a greeting or sign-off" in line for line in plan.explain) == 2
+
+
+@needs_default
+def test_an_unknown_command_in_the_sequence_stays_a_step_to_fail_as_unknown(guided):
+    plan = guided.plan("uppercase sea breeze, then summarize it")
     assert [s.instruction for s in plan.steps] == ["uppercase it", "summarize it"]
 
 
