@@ -274,7 +274,7 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
 
 
 REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, written blind to the planner
-REQUEST_PARAPHRASES = 200  # per card: how users asked for the skill in the annotated requests (all of them)
+REQUEST_PARAPHRASES = 40  # per card: how users asked for the skill in the annotated requests
 # Request wordings that the composition benchmark also uses (written independently): kept off the
 # cards, as the benchmark must never repeat a card example (benchmarks/composition_data.py checks).
 _BENCHMARK_WORDINGS = frozenset(("title-case it", "acronymize it", "pluralise it", "translate it to french"))
