@@ -27,9 +27,6 @@ planner is deterministic and explains itself in `Plan.explain`:
    time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps whose
    best customized brick is the same, both retrieved at `payload_score` or more, become one
    ("put it in full uppercase. no lowercase anywhere"), unless the later says "again" or "twice".
-   A step with no such split may still be two steps in one phrase ("capital of it in all
-   caps", "opposite of it rot13"): cut at the word where both halves retrieve different bricks
-   confidently (COMPACT_SCORE) and clearly better than the whole (COMPACT_MARGIN).
    A piece of a message that no sequencing word, list number, arrow or semicolon sets in the
    sequence (only sentence ends and line breaks around it) and that no brick would run (best
    score under `aside_score`, the composer's threshold) is no step — a greeting, a sign-off, an
@@ -130,7 +127,6 @@ GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as 
 _NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
 TAG_CONFIDENCE = 0.9  # the tagger's probability of its best span in the whole request above which it decides alone
-COMPACT_SCORE, COMPACT_MARGIN = 0.7, 0.15  # two steps in one phrase: each half this sure, together this much surer
 SPLIT_MARGIN = 0.05  # a split wins when its pieces retrieve, on average, no worse than this below the whole
 Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
@@ -277,7 +273,7 @@ class HeuristicPlanner:
         it belongs to reads better whole."""
         seps = list(_WEAK.finditer(segment))[:4]
         if not seps:
-            return self._compact(segment, explain)
+            return [segment]
         options = []
         for cut in itertools.product((False, True), repeat=len(seps)):
             if not any(cut):
@@ -300,41 +296,15 @@ class HeuristicPlanner:
                 if all(scores[q][1] >= self.split_score for q in p)
                 and all(scores[a][0] != scores[b][0] or set(_words(b)) & _AGAIN for a, b in zip(p, p[1:]))]
         if not good:
-            return self._compact(segment, explain)
+            return [segment]
         _, mean, pieces = max(good, key=lambda g: (g[0], g[1]))
         if mean < scores[whole][1] - SPLIT_MARGIN:
             explain.append(f"{segment!r} stays one step: whole it retrieves {scores[whole][0]} {scores[whole][1]:.2f}, "
                            f"better than its pieces ({mean:.2f} on average)")
-            return self._compact(segment, explain)
+            return [segment]
         explain.append(f"split {segment!r} at commas/'and': " + ", ".join(
             f"{q!r} -> {scores[q][0]} {scores[q][1]:.2f}" for q in pieces) + f" (each >= {self.split_score})")
         return pieces
-
-    def _compact(self, segment: str, explain: list[str]) -> list[str]:
-        """Two steps written as one phrase ("capital of it in all caps", "opposite of it
-        rot13"): `segment` cut at the word where both halves retrieve different bricks at
-        COMPACT_SCORE or more and on average COMPACT_MARGIN better than the whole does; a
-        table brick's half goes first, as it reads the payload ("uppercase the plural of it").
-        A half never ends on a linking word ("initials in | caps"). Else `segment` whole."""
-        tokens = segment.split()
-        cuts = [(" ".join(tokens[:i]).strip(_EDGE), " ".join(tokens[i:]).strip(_EDGE)) for i in range(1, len(tokens))]
-        cuts = [(a, b) for a, b in cuts if set(_words(a)) - _GLUE and set(_words(b)) - _GLUE
-                and _words(a)[-1] not in _NEVER_LAST | _TRAILING]
-        if not cuts:
-            return [segment]
-        whole = _clean(segment)
-        queries = sorted({whole} | {half for cut in cuts for half in cut})
-        scores = dict(zip(queries, self._best(queries)))
-        good = [((scores[a][1] + scores[b][1]) / 2, a, b) for a, b in cuts
-                if min(scores[a][1], scores[b][1]) >= COMPACT_SCORE and scores[a][0] != scores[b][0]]
-        if not good or max(good)[0] < scores[whole][1] + COMPACT_MARGIN:
-            return [segment]
-        mean, a, b = max(good)
-        if scores[b][0] in self._facts()[0] and scores[a][0] not in self._facts()[0]:
-            a, b = b, a
-        explain.append(f"{segment!r} is two steps in one phrase: {a!r} -> {scores[a][0]} {scores[a][1]:.2f}, "
-                       f"{b!r} -> {scores[b][0]} {scores[b][1]:.2f} (whole {scores[whole][0]} {scores[whole][1]:.2f})")
-        return [a, b]
 
     def _merge_restated(self, steps: list[tuple[str, bool]], explain: list[str]) -> list[tuple[str, bool]]:
         """Neighbouring steps whose best customized bricks are the same, both retrieved at

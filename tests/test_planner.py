@@ -247,24 +247,6 @@ def test_a_sentence_that_retrieves_no_brick_is_no_step(guided, text, payload, st
 
 
 @needs_default
-@pytest.mark.parametrize("text, payload, steps", [
-    ("french for cheese without vowels", "cheese", ["french for it", "without vowels"]),
-    ("plural of wolf spelled backwards", "wolf", ["plural of it", "spelled backwards"]),
-    ("uppercase the plural of mouse", "mouse", ["the plural of it", "uppercase"]),  # the table brick reads first
-])
-def test_two_steps_in_one_phrase(guided, text, payload, steps):
-    plan = guided.plan(text)
-    assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
-    assert any("two steps in one phrase" in line for line in plan.explain)
-
-
-@needs_default
-def test_a_modifier_of_one_skill_is_no_second_step(guided):
-    plan = guided.plan("Abbreviate green apple with its initials in caps")
-    assert [s.instruction for s in plan.steps] == ["Abbreviate it with its initials in caps"]
-
-
-@needs_default
 def test_a_greeting_and_a_sign_off_are_no_steps(guided):
     plan = guided.plan("Dear assistant,\n\ncould you reverse the word order of slow and steady, then uppercase it?"
                        "\n\nThanks, Ingrid")
