@@ -28,11 +28,11 @@ planner is deterministic and explains itself in `Plan.explain`:
    best customized brick is the same, both retrieved at `payload_score` or more, become one
    ("put it in full uppercase. no lowercase anywhere"), unless the later says "again" or "twice".
    A piece of a message that no sequencing word, list number, arrow or semicolon sets in the
-   sequence (only sentence ends and line breaks around it) and that no brick would run (best
-   score under `aside_score`, the composer's threshold) is no step — a greeting, a sign-off, an
-   aside ("Kind regards, Marcus", "I need it for a poem") — and dropped when another step does
-   retrieve a brick; an unknown command in the sequence ("then copy the text") stays, to fail
-   as unknown.
+   sequence (only sentence ends, line breaks and dashes around it) and that no brick would run
+   (best score under `aside_score`, the composer's threshold) is no step — a ticket number, an
+   aside ("I need it for a poem") — nor is a short greeting first or sign-off last ("Dear
+   assistant", "Kind regards, Marcus"); they are dropped when another step does retrieve a
+   brick. An unknown command in the sequence ("then copy the text") stays, to fail as unknown.
 """
 
 from __future__ import annotations
