@@ -170,18 +170,17 @@ def split_steps(text: str) -> list[str]:
 
 def _marked_steps(text: str) -> list[tuple[str, bool]]:
     """(sub-instruction, whether a sequencing word, list number, arrow or semicolon sets it in
-    the sequence) in order. A piece only between sentence ends and line breaks is not: in a
-    message, such a piece may be a greeting, a sign-off or an aside ("Kind regards, Marcus")."""
+    the sequence) in order. A piece with only sentence ends, line breaks or dashes around it is
+    not: in a message, it may be a greeting, a sign-off or an aside ("Kind regards, Marcus")."""
     text = _LAST_ASIDE.sub(r", \1", text)
-    if len(_NUMBERED.findall(text)) >= 2:
-        return [(p, True) for part in _NUMBERED.split(text) for p in map(_clean, _CUES.split(part)) if _is_step(p)]
-    cuts = [(m.start(), m.end(), not _SOFT.fullmatch(m.group())) for m in _CUES.finditer(text)]
+    numbered = len(_NUMBERED.findall(text)) >= 2
     out = []
-    for n, start in enumerate([0] + [b for _, b, _ in cuts]):
-        end = cuts[n][0] if n < len(cuts) else len(text)
-        piece = _clean(text[start:end])
-        if _is_step(piece):
-            out.append((piece, (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])))
+    for part in (_NUMBERED.split(text) if numbered else [text]):
+        cuts = [(m.start(), m.end(), not _SOFT.fullmatch(m.group())) for m in _CUES.finditer(part)]
+        for n, start in enumerate([0] + [b for _, b, _ in cuts]):
+            piece = _clean(part[start:cuts[n][0] if n < len(cuts) else len(part)])
+            if _is_step(piece):
+                out.append((piece, numbered or (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])))
     return out
 
 
