@@ -1,9 +1,12 @@
 """Step modes: how a step's retrieved bricks become the engine's per-row mix.
 
 Each mode is a small function `(hits, settings, merger) -> Choice` in one registry. `auto`
-(the planner's default) picks `single` when the top brick clearly wins — its score beats
-the runner-up by at least `margin` — and `mixture` otherwise; a step whose best brick scores
-under `threshold` runs on the base alone whatever the mode, and the trace says so.
+(the planner's default) runs the top brick alone; when the runner-up is within `margin` the
+trace calls it a close call and names it. It never blends on its own: on the near-tied steps
+of the request corpora (`benchmarks/near_ties.py`) the top brick alone was right far more
+often than a blend of the tied skills, which is mostly neither ("HEL", "friendses"). A step
+whose best brick scores under `threshold` runs on the base alone whatever the mode, and the
+trace says so.
 
 - single: the top brick.
 - mixture (LoraRetriever, arXiv 2402.09997): the top-k eligible bricks as one weighted row,
@@ -36,8 +39,7 @@ from composer.index import BrickHit
 @dataclass(frozen=True)
 class ModeSettings:
     threshold: float = 0.45     # below: no brick is trusted, run the base alone
-    margin: float = 0.03        # auto: a lead this large means one brick clearly wins (dev split of
-    #                             benchmarks/composition: every step mixed at a 0.06 lead failed, 7 of 8 had the right top brick)
+    margin: float = 0.03        # auto: a runner-up closer than this makes the step a close call in the trace
     k: int = 3                  # bricks a mixture may combine
     temperature: float = 0.05   # mixture weights: softmax(score / temperature) (LoraRetriever-style)
     merge_method: str = "ties"  # merge mode: any of composer.ops.merge.MERGE_METHODS
@@ -162,7 +164,14 @@ def choose(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger) -> 
         best = f"best {hits[0].id} scored {hits[0].score:.2f}" if hits else "the library is empty"
         return Choice("base", None, [], None, f"base model alone: no brick above threshold {s.threshold} ({best})")
     if mode == "auto":
-        eligible = _eligible(hits, s)
-        clear = len(eligible) == 1 or eligible[0].score - eligible[1].score >= s.margin
-        mode = "single" if clear else "mixture"
+        return _auto(hits, s, merger)
     return STEP_MODES[mode](hits, s, merger)
+
+
+def _auto(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
+    choice = single(hits, s, merger)
+    close = [h for h in _eligible(hits, s)[1:] if hits[0].score - h.score < s.margin]
+    if not close:
+        return choice
+    return replace(choice, note=f"{choice.note}; a close call: {_shown_hits(close)} within {s.margin} of it "
+                                "(auto never blends; reword the step or ask for mode 'mixture')")
