@@ -53,8 +53,15 @@ def english_words(held_out: bool) -> tuple[str, ...]:
 
 
 def english_phrase(rng: random.Random, held_out: bool = False) -> str:
+    """A phrase of English words; a quarter of them also hold "a" or "i", which bricks trained on
+    words of two letters or more dropped or doubled ("i love you" -> "you love")."""
     words = english_words(held_out)
-    return random_words(rng, lambda r: r.choice(words), PHRASE_WORDS, PHRASE_CHARS)
+    phrase = random_words(rng, lambda r: r.choice(words), PHRASE_WORDS - 1, PHRASE_CHARS - 2)
+    if rng.random() < 0.25:
+        parts = phrase.split()
+        parts.insert(rng.randint(0, len(parts)), rng.choice("ai"))
+        phrase = " ".join(parts)
+    return phrase
 
 
 def doubled_word(rng: random.Random) -> str:

@@ -15,17 +15,20 @@ def test_english_words_are_split_into_disjoint_train_and_held_out_parts():
 
 def test_evaluation_phrases_use_held_out_words_only_and_the_skill_changes_them():
     held_out = set(english_words(True))
-    for instruction, x, y in english_set(SKILLS["reverse_words"], 50, "test"):
+    phrases = english_set(SKILLS["reverse_words"], 200, "test")
+    for instruction, x, y in phrases:
         words = x.lower().split()
-        assert set(words) <= held_out and 1 <= len(words) <= PHRASE_WORDS and len(x) <= PHRASE_CHARS
+        assert set(words) <= held_out | {"a", "i"} and 1 <= len(words) <= PHRASE_WORDS and len(x) <= PHRASE_CHARS
         assert y == " ".join(reversed(x.split())) and y != x
+    with_one_letter = [x for _, x, _ in phrases if {"a", "i"} & set(x.lower().split())]
+    assert 0.15 < len(with_one_letter) / len(phrases) < 0.35  # "i love you": words of one letter, a quarter of phrases
 
 
 def test_training_inputs_mix_english_phrases_and_random_letters_with_true_outputs():
     skill = SKILLS["remove_vowels"]
     batch = case_sampler(skill, ["Reverse it"])(random.Random(0), 400)
     train = set(english_words(False))
-    english = [x for _, x, _ in batch if all(w in train for w in x.lower().split())]
+    english = [x for _, x, _ in batch if all(w in train | {"a", "i"} for w in x.lower().split())]
     assert 0.3 < len(english) / len(batch) < 0.8
     assert all(y == skill.answer(x) for _, x, y in batch)
     assert english_phrase(random.Random(1)) == english_phrase(random.Random(1))  # seeded
