@@ -291,10 +291,14 @@ class HeuristicPlanner:
         # every piece confident, and no two neighbours asking for the same brick: that is one
         # step worded twice ("Help me with my French homework, translate") unless the second
         # says "again"
-        good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in options
-                if all(scores[q][1] >= self.split_score for q in p)
-                and all(scores[a][0] != scores[b][0] or set(_words(b)) & _AGAIN for a, b in zip(p, p[1:]))]
+        confident = [p for p in options if all(scores[q][1] >= self.split_score for q in p)]
+        good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in confident
+                if all(scores[a][0] != scores[b][0] or set(_words(b)) & _AGAIN for a, b in zip(p, p[1:]))]
         if not good:
+            if confident:
+                a, b = next((a, b) for a, b in zip(confident[0], confident[0][1:]) if scores[a][0] == scores[b][0])
+                explain.append(f"{segment!r} stays one step: {a!r} and {b!r} both ask for {scores[a][0]}, "
+                               "one step worded twice")
             return [segment]
         _, mean, pieces = max(good, key=lambda g: (g[0], g[1]))
         if mean < scores[whole][1] - SPLIT_MARGIN:

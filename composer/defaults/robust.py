@@ -56,9 +56,8 @@ def english_phrase(rng: random.Random, held_out: bool = False) -> str:
     """A phrase of English words; a quarter of them also hold "a" or "i", which bricks trained on
     words of two letters or more dropped or doubled ("i love you" -> "you love")."""
     words = english_words(held_out)
-    phrase = random_words(rng, lambda r: r.choice(words), PHRASE_WORDS - 1, PHRASE_CHARS - 2)
-    if rng.random() < 0.25:
-        parts = phrase.split()
+    phrase = random_words(rng, lambda r: r.choice(words), PHRASE_WORDS, PHRASE_CHARS)
+    if rng.random() < 0.25 and len(phrase) + 2 <= PHRASE_CHARS and len(parts := phrase.split()) < PHRASE_WORDS:
         parts.insert(rng.randint(0, len(parts)), rng.choice("ai"))
         phrase = " ".join(parts)
     return phrase

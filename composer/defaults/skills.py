@@ -274,7 +274,7 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
 
 
 REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, written blind to the planner
-REQUEST_PARAPHRASES = 40  # per card: how users asked for the skill in the annotated requests
+REQUEST_PARAPHRASES = 80  # per card: how users asked for the skill in the annotated requests
 # Request wordings that the composition benchmark also uses (written independently): kept off the
 # cards, as the benchmark must never repeat a card example (benchmarks/composition_data.py checks).
 _BENCHMARK_WORDINGS = frozenset(("title-case it", "acronymize it", "pluralise it", "translate it to french"))
@@ -288,16 +288,17 @@ def annotated_requests(folder: Path = REQUESTS) -> list[list[dict]]:
 
 def request_paraphrases(skill_id: str, limit: int = REQUEST_PARAPHRASES) -> list[str]:
     """How the annotated requests ask for one skill alone, with the payload replaced by "it"
-    (as the planner's retrieval query reads): "gimme it in full caps". In file order, the
-    request files taking turns, deduplicated."""
+    (as the planner's retrieval query reads): "gimme it in full caps"; a payload that ends the
+    request after a colon is dropped with its colon ("uppercase: it" -> "uppercase"), an earlier
+    colon kept ("Ticket 2291: please reverse the letters of"). In file order, the request files
+    taking turns, deduplicated."""
     per_file = []
     for rows in annotated_requests():
         texts = []
         for row in rows:
             if row["skills"] == [skill_id]:
-                head, colon, tail = row["instruction"].partition(":")
-                text = head if colon and row["payload"] in tail else re.sub(
-                    r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
+                text = re.sub(r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
+                text = re.sub(r"\s*:\s*it\W*$", "", text)
                 texts.append(" ".join(text.split()).strip(" ,.;:?!-"))
         per_file.append(texts)
     seen, out = set(_BENCHMARK_WORDINGS) | {"it"}, []
