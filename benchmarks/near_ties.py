@@ -20,23 +20,19 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.composition import load
 from composer import Composer, ComposerError
-from composer.defaults.skills import SKILLS, annotated_requests, random_word
+from composer.defaults.skills import SKILLS, annotated_requests
 from composer.modes import ModeSettings
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "near_ties.json"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "near_ties.json"
 SPLITS = ("dev", "fresh")
 
 
 def requests() -> list[tuple[str, str | None, list[str]]]:
     """(instruction, input, skills) of every annotated request and dev/fresh benchmark item."""
     rows = [(r["instruction"], None, r["skills"]) for group in annotated_requests() for r in group]
-    for split in SPLITS:
-        for line in (ROOT / "benchmarks" / "data" / f"composition_{split}.jsonl").read_text().splitlines():
-            item = json.loads(line)
-            rows.append((item["instruction"], item["input"], item["skills"]))
-    return rows
+    return rows + [(item["instruction"], item["input"], item["skills"]) for split in SPLITS for item in load(split)]
 
 
 def close_calls(c: Composer, margin: float, threshold: float) -> list[dict]:
@@ -67,8 +63,7 @@ def main() -> None:
     for call in calls:
         skill = SKILLS[call["want"]]
         for _ in range(args.inputs):
-            text = rng.choice(list(skill.table)) if skill.table else skill.make_input(rng, random_word)
-            truth = skill.answer(text)
+            _, text, truth = skill.sample(rng)
             for mode in ("single", "mixture"):
                 right[mode] += c.run(call["step"], input=text, mode=mode).output == truth
             right["annotated brick"] += c.run_bricks([call["want"]], [text])[0].output == truth
