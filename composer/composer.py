@@ -150,9 +150,9 @@ class Composer:
         return self.index.search(query, k)
 
     def plan(self, instruction: str, input: str | None = None, mode: Mode = "auto") -> Plan:
-        check_text(instruction, "instruction", self.max_input_chars, self.ascii_only, newlines=True)
+        instruction = check_text(instruction, "instruction", self.max_input_chars, self.ascii_only, newlines=True)
         if input is not None:
-            check_text(input, "input", self.max_input_chars, self.ascii_only)
+            input = check_text(input, "input", self.max_input_chars, self.ascii_only)
         plan = self.planner.plan(instruction, input, mode)
         check_text(plan.payload, "input", self.max_input_chars, self.ascii_only)
         return plan
@@ -200,7 +200,7 @@ class Composer:
         rows = []
         for i, (brick_id, text) in enumerate(zip(brick_ids, texts)):
             try:
-                check_text(text, "input", self.max_input_chars, self.ascii_only)
+                text = check_text(text, "input", self.max_input_chars, self.ascii_only)
                 card = self.engine.library.card(brick_id)
                 sparse = card.kind == "emergent"
                 note = f"brick {brick_id} asked for directly"

@@ -112,6 +112,9 @@ _GLUE = frozenset("""a an the of in into to for from on at by with as through us
     am been being have has had having he she him they them were if but because until while about against
     between during before after above below up down out off over under again further once why whom both few
     more most other some such no nor not only same than too very should should've i'm i'd it's""".split())
+# "Japan's capital", "hot’s opposite": the payload is the owner, and what is left asks about "its" capital
+_POSSESSIVE = re.compile(r"(.*\w)['’]s", re.I | re.S)
+_NOT_OWNERS = frozenset("it what that let he she there here who where how when why one".split())  # "what's", "let's"
 _TRAILING = frozenset("of in into to for from on at by with as through using via the a an and please".split())
 PAYLOAD_COST, REST_COST = 0.15, 0.05  # per instruction-like word inside a payload, per payload-like word outside
 BOUNDARY_COST = 0.15  # per payload-like word right next to the span: "Abbreviate sun moon | star"
@@ -157,6 +160,13 @@ def split_payload(instruction: str) -> tuple[str, str | None, str]:
         return (instruction[: m.end(1)] + instruction[m.end():]).strip(), m.group(2).strip(), \
             "payload in parentheses"
     return instruction, None, ""
+
+
+def _owner(token: str) -> str | None:
+    """The owner in a possessive word ("Japan's" -> "Japan"), or None: "what's" and "let's"
+    are contractions, and a word without 's owns nothing."""
+    m = _POSSESSIVE.fullmatch(token.strip("\"“”.,;:?!()"))
+    return m.group(1) if m and m.group(1).lower() not in _NOT_OWNERS else None
 
 
 def _clean(piece: str) -> str:
@@ -369,12 +379,17 @@ class HeuristicPlanner:
         if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload):
             return original, None, ""
         start = tokens[i].start() + len(raw) - len(raw.lstrip(_EDGE))  # punctuation after the payload stays
+        owner = _owner(payload.split()[-1]) if re.match(r"\s+\w", text[start + len(payload):]) else None
+        if owner:  # "cold's opposite": cold, and what is left asks for "its opposite"
+            payload = payload[:len(payload) - len(payload.split()[-1])] + owner
         before, after = text[:start].rstrip(" \"'“"), text[start + len(payload):].lstrip(" \"'”")
+        if owner:
+            after = "its " + after[2:].lstrip()
         if lead := _SEP_START.match(after):  # "never give up: words reversed"
             after = after[lead.end():]
         sep = _SEP_END.search(before)
-        if not before or sep:  # a piece of its own: "... backwards - magic carpet"
-            rest = f"{before[:sep.start()] if sep else ''} {after}"
+        if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
+            rest = f"{before[:sep.start()] if sep else before} {after}"
         else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it"
             rest = f"{before} it{'' if after[:1] in (',', '.', ';', '?', '!') else ' '}{after}"
         if not set(_words(rest)) - _GLUE:  # no instruction left ("hi"): not a task the tagger can read
@@ -498,20 +513,23 @@ class HeuristicPlanner:
         spans = []
         for i in range(len(head)):
             for j in range(i + 1, min(len(head), i + MAX_SPAN) + 1):
-                span = " ".join(bare[i:j])
+                owner = _owner(head[j - 1]) if j < len(head) else None  # "Japan's capital": Japan
+                last = owner.lower() if owner else bare[j - 1]
+                span = " ".join(bare[i:j - 1] + [last])
                 if (i, j) == (0, len(head)) or not span.strip():
                     continue
-                if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG) or bare[j - 1] in _NEVER_LAST
-                                          or (bare[j - 1] in _GLUE and tags[j - 1] <= GLUE_TAG)
+                if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG) or last in _NEVER_LAST
+                                          or (last in _GLUE and tags[j - 1] <= GLUE_TAG)
                                           or set(_words(span)) <= _GLUE):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:
                     left = left[:-1]  # "capital of" -> "capital"
-                it = "it" + head[j - 1][len(head[j - 1].rstrip(",;")):]  # keep a comma that ends the span
-                rest = " ".join(left + ([it] if right and left else []) + right).strip(" ,.;:?!")
+                it = "its" if owner else "it" + head[j - 1][len(head[j - 1].rstrip(",;")):]  # keep a comma ending the span
+                rest = " ".join(left + ([it] if right and (left or owner) else []) + right).strip(" ,.;:?!")
                 if set(_words(rest)) - _GLUE:
-                    spans.append((i, j, rest, " ".join(t.strip("\"'.,;:?!()") for t in head[i:j])))
+                    words = [t.strip("\"'.,;:?!()") for t in head[i:j - 1]] + [owner or head[j - 1].strip("\"'.,;:?!()")]
+                    spans.append((i, j, rest, " ".join(words)))
         if not spans:
             return step, None
         words = sorted(set(_words(whole)) - _GLUE)

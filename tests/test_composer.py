@@ -62,6 +62,12 @@ def test_bad_input_is_a_clear_error(llama_composer, instruction, message):
         llama_composer.run(instruction)
 
 
+def test_typographic_punctuation_reads_as_ascii(llama_composer):
+    """Phones write ’ “ ” – where the user typed ' " -: the same request, not a non-ASCII error."""
+    plan = llama_composer.plan("Make it all caps \u2013 \u201cdon\u2019t stop\u201d")
+    assert plan.payload == "don't stop" and plan.instruction.isascii()
+
+
 def test_one_brick_is_prompted_with_its_cards_task_line(llama_composer):
     """A single-brick step gives the brick its card's first example (the wording it was
     trained on), as run_bricks does; task_line="step" keeps the user's words."""

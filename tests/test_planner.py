@@ -124,6 +124,22 @@ def test_an_inline_payload_stops_where_the_next_step_starts(guided, text, payloa
 
 
 @needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    ("What is Kenya's capital city?", "Kenya", ["What is its capital city"]),
+    ("cold's opposite please", "cold", ["its opposite please"]),
+    ("Tell me Chile's capital and then reverse it", "Chile", ["Tell me its capital", "reverse it"]),
+    # an 's inside the payload, or at its end with nothing after, is the payload's own
+    ("uppercase the dog's bowl", "the dog's bowl", ["uppercase it"]),
+    ("Reverse the words in today's weather report", "today's weather report", ["Reverse the words in it"]),
+])
+def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
+    """"Kenya's capital" asks for the capital of Kenya: the payload is the owner, and what is
+    left asks for "its capital"; "what's" and "let's" are no owners."""
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
+
+
+@needs_default
 def test_one_step_worded_twice_is_one_step(guided):
     plan = guided.plan("Help me with my French homework, translate: morning")
     assert plan.payload == "morning" and len(plan.steps) == 1
