@@ -76,28 +76,35 @@ class Planner(Protocol):
 
 Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queries, k -> hits per query
 
-_INPUT_EQ = re.compile(r"""\binput\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
+_INPUT_EQ = re.compile(r"""\b(input|text)\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
 _QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])""", re.I)
 _ARROW = r"(?:->|=>|\|>|-{1,2}|\u2013|\u2014)"  # arrows and spaced dashes: "happy cat -> upper"
-_NUMBERED = re.compile(r"(?:^|\s)\(?\d+[.)]\s+")
+_NUMBERED = re.compile(r"(?:^|\s)(?:step\s*\d+\s*[:.)-]|\(?\d+[.)])\s+", re.I)  # "1.", "(2)", "Step 3:"
+_TIMES = "week|weekend|month|year|time|day|door|morning|afternoon|evening|night|summer|winter|spring|autumn"  # "next month"
 _CUES = re.compile(
-    r"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b,?"
+    rf"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|next(?!\s+(?:{_TIMES})\b)|finally)\b,?"
     rf"|\s{_ARROW}\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
 _AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
-_FILLER = re.compile(r"^(?:(?:and|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
-_WEAK = re.compile(r"\s*,\s*|\s+and\s+", re.I)  # separators a step may split on, if retrieval agrees
+_FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
+# separators a step may split on, if retrieval agrees: commas, "and", and the space after the
+# payload's "it" ("plural of it in uppercase", "capital of it backwards") unless what follows
+# says what it becomes ("abbreviate it to its initials", "turn it into an acronym")
+_WEAK = re.compile(r"\s*,\s*|\s+and\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
+_ASIDE_DASH = re.compile(r"^[ \t]*(?:-{1,2}|\u2013|\u2014)[ \t]+")  # a dash on the same line, not an arrow
 _SEP_START = re.compile(rf"^\s*(?:[:;]|{_ARROW}(?:\s|$))\s*")  # what starts the text after one
 _SOFT = re.compile(r"[\s.!?\-\u2013\u2014]*")  # a cut at a sentence end, line break or dash: no sequencing word
 # A message's opening and closing lines ("Dear assistant", "Kind regards, Marcus") are no step
 _SALUTATION = re.compile(r"(?:hi|hello|hey|hiya|dear|greetings|good (?:morning|afternoon|evening))\b", re.I)
 _SIGN_OFF = re.compile(r"(?:thanks|thank you|ta|thx|cheers|regards|kind regards|best(?: regards| wishes)?|"
                        r"warm(?:est)? regards|many thanks|with thanks|sincerely|yours|much (?:appreciated|obliged))\b", re.I)
-_AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
+_AGAIN = frozenset(("again", "twice"))
+_REFERENCES = frozenset(("that", "this", "those", "these"))  # "write that French word backwards"
+_SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it  # a step that repeats its neighbour on purpose
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
@@ -130,6 +137,7 @@ GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as 
 _NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
 TAG_CONFIDENCE = 0.9  # the tagger's probability of its best span in the whole request above which it decides alone
+IT_CUT_MARGIN = 0.1  # over split_score, for pieces of a cut after "it" (no comma or "and" marks it)
 SPLIT_MARGIN = 0.05  # a split wins when its pieces retrieve, on average, no worse than this below the whole
 Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> log-odds per word of being payload
 
@@ -144,8 +152,8 @@ def _strip_quotes(text: str) -> str:
 def split_payload(instruction: str) -> tuple[str, str | None, str]:
     """(the instruction without its payload, the payload or None, how it was found)."""
     if m := _INPUT_EQ.search(instruction):
-        payload = next(g for g in m.groups() if g is not None)
-        return instruction[: m.start()].rstrip(" ,;:"), payload.strip(), "payload after input="
+        payload = next(g for g in m.groups()[1:] if g is not None)
+        return instruction[: m.start()].rstrip(" ,;:"), payload.strip(), f"payload after {m.group(1).lower()}="
     if ":" in instruction:
         head, _, tail = instruction.partition(":")
         if tail.strip():
@@ -191,7 +199,17 @@ def _marked_steps(text: str) -> list[tuple[str, bool]]:
             piece = _clean(part[start:cuts[n][0] if n < len(cuts) else len(part)])
             if _is_step(piece):
                 out.append((piece, numbered or (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])))
-    return out
+    # a piece of glue words only asks for nothing: "And could you | then write that backwards",
+    # "input: ... | 1) reverse"; dropped when another piece is left
+    kept = [(piece, seq) for piece, seq in out if not _no_content(piece)]
+    return kept or out
+
+
+def _no_content(piece: str) -> bool:
+    """Only glue words, or the name of the payload's slot ("could you", "input", "text"); a
+    piece asking for something "again" or "twice" is a step."""
+    words = set(_words(piece))
+    return words <= _GLUE | _SLOT and not words & _AGAIN
 
 
 def _is_step(piece: str) -> bool:
@@ -275,11 +293,13 @@ class HeuristicPlanner:
         return [(h[0].id, h[0].score) if h else ("", 0.0) for h in self._search(queries)]
 
     def _segment(self, segment: str, explain: list[str]) -> list[str]:
-        """`segment` whole, or split at commas / "and" where every piece retrieves confidently
-        and neighbours retrieve different bricks; among such splits the one with the most
-        pieces, then the best mean score — unless the whole retrieves better: a modifier after
-        a comma ("one letter at a time") retrieves some brick well enough alone, but the step
-        it belongs to reads better whole."""
+        """`segment` whole, or split at commas, "and" or after "it" where every piece retrieves
+        confidently and neighbours retrieve different bricks; among such splits the one with
+        the most pieces, then the best mean score — unless the whole retrieves better: better
+        than its pieces on average (a modifier after a comma, "one letter at a time", retrieves
+        some brick well enough alone, but the step it belongs to reads better whole), or its
+        brick better than any piece alone does and no worse than the weakest piece its own (the
+        pieces ask for it together)."""
         seps = list(_WEAK.finditer(segment))[:4]
         if not seps:
             return [segment]
@@ -293,15 +313,18 @@ class HeuristicPlanner:
                     pieces.append(_clean(segment[start:sep.start()]))
                     start = sep.end()
             pieces.append(_clean(segment[start:]))
-            if all(set(_words(p)) - _GLUE for p in pieces):
-                options.append(pieces)
+            if all(set(_words(p)) - _GLUE for p in pieces):  # a cut after "it" needs surer pieces
+                bar = self.split_score + (IT_CUT_MARGIN if any(on and not sep.group().strip() for sep, on in zip(seps, cut))
+                                          else 0.0)
+                options.append((pieces, bar))
         whole = _clean(segment)  # retrieved with the pieces: a split must read better than the whole
-        queries = sorted({whole} | {p for pieces in options for p in pieces})
-        scores = dict(zip(queries, self._best(queries)))
+        queries = sorted({whole} | {p for pieces, _ in options for p in pieces})
+        hits = dict(zip(queries, self._search(queries)))
+        scores = {q: (h[0].id, h[0].score) if h else ("", 0.0) for q, h in hits.items()}
         # every piece confident, and no two neighbours asking for the same brick: that is one
         # step worded twice ("Help me with my French homework, translate") unless the second
         # says "again"
-        confident = [p for p in options if all(scores[q][1] >= self.split_score for q in p)]
+        confident = [p for p, bar in options if all(scores[q][1] >= bar for q in p)]
         good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in confident
                 if all(scores[a][0] != scores[b][0] or set(_words(b)) & _AGAIN for a, b in zip(p, p[1:]))]
         if not good:
@@ -314,6 +337,14 @@ class HeuristicPlanner:
         if mean < scores[whole][1] - SPLIT_MARGIN:
             explain.append(f"{segment!r} stays one step: whole it retrieves {scores[whole][0]} {scores[whole][1]:.2f}, "
                            f"better than its pieces ({mean:.2f} on average)")
+            return [segment]
+        brick, score = scores[whole]
+        alone = max(next((h.score for h in hits[q] if h.id == brick), 0.0) for q in pieces)
+        if score > alone + SPLIT_MARGIN and score >= min(scores[q][1] for q in pieces):
+            # the pieces ask for it together ("take the first letter of each word | capitalised"),
+            # and the whole reads no less clearly than its weakest piece
+            explain.append(f"{segment!r} stays one step: whole it retrieves {brick} {score:.2f}, better than any "
+                           f"piece alone ({alone:.2f})")
             return [segment]
         explain.append(f"split {segment!r} at commas/'and': " + ", ".join(
             f"{q!r} -> {scores[q][0]} {scores[q][1]:.2f}" for q in pieces) + f" (each >= {self.split_score})")
@@ -331,12 +362,42 @@ class HeuristicPlanner:
         for (step, seq), (brick, score) in zip(steps, customized):
             if (out and brick == out[-1][1] and min(score, out[-1][2]) >= self.payload_score
                     and not set(_words(step)) & _AGAIN):
+                if plain := self._without_reference(step, brick, emergent):
+                    explain.append(f"{step!r} names the result of {out[-1][0]!r}: read as {plain[0]!r}, "
+                                   f"which retrieves {plain[1]} {plain[2]:.2f}")
+                    out.append((plain[0], plain[1], plain[2], seq))
+                    continue
                 kept = max(out[-1], (step, brick, score, seq), key=lambda s: s[2])
                 explain.append(f"{out[-1][0]!r} and {step!r} both retrieve {brick}: one step, {kept[0]!r}")
                 out[-1] = (kept[0], brick, kept[2], seq or out[-1][3])
             else:
                 out.append((step, brick, score, seq))
         return [(step, seq) for step, _, _, seq in out]
+
+    def _without_reference(self, step: str, earlier: str, emergent: frozenset[str]) -> tuple[str, str, float] | None:
+        """(`step` with its words naming the earlier step's result read as "it", the brick that
+        retrieves, its score) when that is another customized brick than `earlier`, retrieved
+        with `split_score` or more: "write that French word backwards" after a translation is
+        no second translation. Each run of one to three words after "that", "this", "those" or
+        "these" is tried; the longest that qualifies wins. None when none does."""
+        tokens = step.split()
+        options = []
+        for i, token in enumerate(tokens):
+            if token.lower() in _REFERENCES:
+                for j in range(i + 2, min(len(tokens), i + 4) + 1):
+                    option = " ".join(tokens[:i] + ["it" + tokens[j - 1][len(tokens[j - 1].rstrip(",.;:?!")):]]
+                                      + tokens[j:])
+                    if set(_words(option)) - _GLUE:
+                        options.append(option)
+        found = []
+        for option, hits in zip(options, self._search(options)):
+            brick, score = next(((h.id, h.score) for h in hits if h.id not in emergent), ("", 0.0))
+            if brick and brick != earlier and score >= self.split_score:
+                found.append((-len(option.split()), score, option, brick))
+        if not found:
+            return None
+        _, score, option, brick = max(found)  # the longest reference ("that French word", not "that French")
+        return option, brick, score
 
     def _drop_asides(self, steps: list[tuple[str, bool]], explain: list[str]) -> list[tuple[str, bool]]:
         """Without the pieces of a message that are no step: a short greeting first or
@@ -385,12 +446,13 @@ class HeuristicPlanner:
         before, after = text[:start].rstrip(" \"'“"), text[start + len(payload):].lstrip(" \"'”")
         if owner:
             after = "its " + after[2:].lstrip()
-        if lead := _SEP_START.match(after):  # "never give up: words reversed"
-            after = after[lead.end():]
         sep = _SEP_END.search(before)
         if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
+            if lead := _SEP_START.match(after):  # "never give up: words reversed"
+                after = after[lead.end():]
             rest = f"{before[:sep.start()] if sep else before} {after}"
-        else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it"
+        else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it", "opposite of wise -> rot13"
+            after = _ASIDE_DASH.sub("", after)  # "the plural of church - it's for a brochure": an aside follows
             rest = f"{before} it{'' if after[:1] in (',', '.', ';', '?', '!') else ' '}{after}"
         if not set(_words(rest)) - _GLUE:  # no instruction left ("hi"): not a task the tagger can read
             return original, None, ""

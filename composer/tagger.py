@@ -50,10 +50,12 @@ def _bare(token: str) -> str:
 
 def label(text: str, payload: str) -> list[int] | None:
     """1 for each whitespace word of `text` that is part of `payload`, else 0; None when the
-    payload is not a run of whole words of `text`."""
+    payload is not a run of whole words of `text`. A possessive last word holds the payload
+    ("turkey's capital" for "turkey"): the planner reads its owner."""
     tokens, want = [_bare(t) for t in text.split()], payload.lower().split()
     for i in range(len(tokens) - len(want) + 1):
-        if want and tokens[i:i + len(want)] == want:
+        if want and tokens[i:i + len(want) - 1] == want[:-1] and \
+                tokens[i + len(want) - 1] in (want[-1], want[-1] + "'s", want[-1] + "\u2019s"):
             return [int(i <= k < i + len(want)) for k in range(len(tokens))]
     return None
 

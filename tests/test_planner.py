@@ -57,8 +57,12 @@ def test_missing_payload_is_explained():
 def test_helpers():
     assert split_payload("uppercase 'big cat'") == ("uppercase", "big cat", "payload in quotes")
     assert split_payload("rot13(hello world) -> upper") == ("rot13 -> upper", "hello world", "payload in parentheses")
-    assert split_steps("a then b; c. d") == ["a", "b", "c", "d"]
-    assert split_steps("a -> b => c |> d - e -- f") == ["a", "b", "c", "d", "e", "f"]
+    assert split_steps("p then q; r. s") == ["p", "q", "r", "s"]
+    assert split_steps("p -> q => r |> s - t -- v") == ["p", "q", "r", "s", "t", "v"]
+    # a piece of glue words only asks for nothing ("could you"); "next month" is no cue
+    assert split_steps("And could you then reverse it") == ["reverse it"]
+    assert split_steps("Step 1: acronym. Step 2: reverse") == ["acronym", "reverse"]
+    assert split_steps("I fly next month, then uppercase it") == ["I fly next month", "uppercase it"]
     assert split_steps("ice-cream (spelled backwards)") == ["ice-cream, spelled backwards"]
     assert split_steps("convert it to uppercase? thanks!") == ["convert it to uppercase"]
     # a payload after a colon ends where an explicit "then" starts the next step
@@ -135,6 +139,31 @@ def test_an_inline_payload_stops_where_the_next_step_starts(guided, text, payloa
 def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     """"Kenya's capital" asks for the capital of Kenya: the payload is the owner, and what is
     left asks for "its capital"; "what's" and "let's" are no owners."""
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    # a step after the payload's "it", when each piece retrieves surely and differently
+    ("capital of peru backwards", "peru", ["capital of it", "backwards"]),
+    ("the plural of mouse in capital letters", "mouse", ["the plural of it", "in capital letters"]),
+    # ... but not what it becomes
+    ("Get the capital of chile, then abbreviate it to its initials in caps", "chile",
+     ["Get the capital of it", "abbreviate it to its initials in caps"]),
+    # an arrow or semicolon after an inline payload still separates steps
+    ("opposite of brave -> rot13", "brave", ["opposite of it", "rot13"]),
+    ("rot13 quiet night; strip the vowels from the result", "quiet night", ["rot13 it", "strip the vowels from the result"]),
+    # a later step naming the earlier result ("that acronym") is no second acronym
+    ("Step 1: acronym from frequently asked questions. Step 2: write that acronym backwards.",
+     "frequently asked questions", ["acronym from it", "write it backwards"]),
+    # "text =" names the payload like "input="; a piece of glue words asks for nothing
+    ("uppercase it and then reverse it. text = night owl", "night owl", ["uppercase it", "reverse it"]),
+    ("Translate bread to French. And could you then uppercase it?", "bread", ["Translate it to French", "uppercase it"]),
+    # a payload that reads as an instruction (the tagger saw such payloads in training, not this one)
+    ("uppercase turn off the lights", "turn off the lights", ["uppercase it"]),
+])
+def test_steps_around_an_inline_payload(guided, text, payload, steps):
     plan = guided.plan(text)
     assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
 

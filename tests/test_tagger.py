@@ -18,6 +18,18 @@ def test_label_marks_the_payload_words():
     assert label("Spell paris backwards", "paris") == [0, 1, 0]
     assert label("uppercase (all letters) - quiet river.", "quiet river") == [0, 0, 0, 0, 1, 1]
     assert label("uppercase good night", "bad") is None
+    assert label("what is turkey's capital", "turkey") == [0, 0, 1, 0]  # the planner reads the owner
+    assert label("what is turkeys capital", "turkey") is None
+
+
+def test_string_requests_also_train_on_payloads_that_read_as_instructions():
+    """"uppercase turn off the lights": the tagger must see payloads that open with a verb."""
+    from composer.defaults.build import command_payloads
+
+    commands = command_payloads()
+    assert len(commands) >= 100 and all(c == c.strip() and not c.startswith("#") for c in commands)
+    texts = [text for text, _ in request_examples()]
+    assert sum(any(c in t for c in commands) for t in texts) >= 1000
 
 
 def test_the_annotated_requests_are_sound():

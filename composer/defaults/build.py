@@ -199,6 +199,12 @@ def build_index(out: Path, index_dir: Path) -> None:
 
 
 PAYLOAD_VARIANTS = 4  # copies of each request with another request's payload (cross-corpus: +3% plans)
+COMMAND_PAYLOADS = Path(__file__).resolve().parent / "command_payloads.txt"  # payloads that read as instructions
+
+
+def command_payloads() -> list[str]:
+    lines = COMMAND_PAYLOADS.read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) -> list[tuple[str, list[int]]]:
@@ -207,7 +213,8 @@ def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) 
     first step, which the planner tags when the whole request gave no confident payload. Each
     also with `variants` payloads of other requests for a skill of the same input (any
     string-skill payload, the same table skill's), so that the tagger learns the wording around
-    a payload rather than the payloads. Seeded."""
+    a payload rather than the payloads, and a string-skill request with one more that reads as
+    an instruction (`command_payloads`). Seeded."""
     from composer.planner import split_payload, split_steps
     from composer.tagger import label
 
@@ -216,9 +223,11 @@ def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) 
     payloads: dict[str, list[str]] = {}
     for row in rows:
         payloads.setdefault(kinds[row["skills"][0]], []).append(row["payload"])
-    rng, out = random.Random(0), []
+    rng, out, commands = random.Random(0), [], command_payloads()
     for row in rows:
-        others = [rng.choice(payloads[kinds[row["skills"][0]]]) for _ in range(variants)]
+        kind = kinds[row["skills"][0]]
+        others = [rng.choice(payloads[kind]) for _ in range(variants)] + \
+            ([rng.choice(commands)] if kind == "string" and variants else [])
         for payload in [row["payload"], *others]:
             whole = row["instruction"].replace(row["payload"], payload, 1).strip()
             text, _, how = split_payload(whole)
