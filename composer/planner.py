@@ -16,17 +16,22 @@ planner is deterministic and explains itself in `Plan.explain`:
    a bonus when the span is a known input of the brick it retrieves (a table key), a cost for
    instruction-like words inside it and for payload-like words outside or right beside it (a
    word's own retrieval score for that brick says which it is) — and the best span wins, unless
-   the step scores better whole.
+   the step scores better whole. A possessive payload is its owner: "What is Kenya's capital?"
+   reads Kenya, and "What is its capital".
 2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
    sentence ends, numbered lists, arrows, spaced dashes); then, with a search function, on
-   commas and "and" when — and only when — every piece retrieves a brick with at least
-   `split_score`, neighbouring pieces retrieve different bricks, and the pieces retrieve on
-   average no worse than the whole step does (less SPLIT_MARGIN) (retrieval-guided
-   segmentation: "remove the vowels and reverse it" splits; "uppercase salt and pepper", "Help
-   me with my French homework, translate" and "write it the other way round, one letter at a
-   time" do not; "reverse it, and reverse it again" does). Last, neighbouring steps whose
-   best customized brick is the same, both retrieved at `payload_score` or more, become one
-   ("put it in full uppercase. no lowercase anywhere"), unless the later says "again" or "twice".
+   commas, "and" and after the payload's "it" ("capital of it backwards") when — and only
+   when — every piece retrieves a brick with at least `split_score` (IT_CUT_MARGIN more after
+   "it"), neighbouring pieces retrieve different bricks, the pieces retrieve on average no
+   worse than the whole step does (less SPLIT_MARGIN) and the whole does not ask for one
+   piece's brick more clearly than that piece alone (retrieval-guided segmentation: "remove
+   the vowels and reverse it" splits; "uppercase salt and pepper", "Help me with my French
+   homework, translate" and "write it the other way round, one letter at a time" do not;
+   "reverse it, and reverse it again" does). Last, neighbouring steps whose best customized
+   brick is the same, both retrieved at `payload_score` or more, become one ("put it in full
+   uppercase. no lowercase anywhere"), unless the later says "again" or "twice", or reads as
+   another brick once its words naming the earlier result are "it" ("write that French word
+   backwards"). Pieces of glue words only ("And could you | then ...") are no step.
    A piece of a message that no sequencing word, list number, arrow or semicolon sets in the
    sequence (only sentence ends, line breaks and dashes around it) and that no brick would run
    (best score under `aside_score`, the composer's threshold) is no step — a ticket number, an
@@ -102,9 +107,9 @@ _SOFT = re.compile(r"[\s.!?\-\u2013\u2014]*")  # a cut at a sentence end, line b
 _SALUTATION = re.compile(r"(?:hi|hello|hey|hiya|dear|greetings|good (?:morning|afternoon|evening))\b", re.I)
 _SIGN_OFF = re.compile(r"(?:thanks|thank you|ta|thx|cheers|regards|kind regards|best(?: regards| wishes)?|"
                        r"warm(?:est)? regards|many thanks|with thanks|sincerely|yours|much (?:appreciated|obliged))\b", re.I)
-_AGAIN = frozenset(("again", "twice"))
+_AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
 _REFERENCES = frozenset(("that", "this", "those", "these"))  # "write that French word backwards"
-_SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it  # a step that repeats its neighbour on purpose
+_SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
