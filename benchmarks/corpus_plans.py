@@ -28,8 +28,9 @@ def main() -> None:
     out = {}
     for corpus in sorted(REQUESTS.glob("*.jsonl")):
         rows = [json.loads(line) for line in corpus.read_text().splitlines() if line.strip()]
-        counts = Counter(plan_outcome(c, row) for row in rows)
-        chains = Counter(plan_outcome(c, row) for row in rows if len(row["skills"]) > 1)
+        outcomes = [plan_outcome(c, row) for row in rows]
+        counts = Counter(outcomes)
+        chains = Counter(o for o, row in zip(outcomes, rows) if len(row["skills"]) > 1)
         out[corpus.stem] = {"requests": len(rows), "chains": sum(chains.values()), "right": counts["right"],
                             "right_chains": chains["right"], "outcomes": dict(sorted(counts.items()))}
         print(f"{corpus.stem:8s} {counts['right']:4d} of {len(rows)} right ({chains['right']} of "

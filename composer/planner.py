@@ -448,9 +448,10 @@ class HeuristicPlanner:
         owner = _owner(payload.split()[-1]) if re.match(r"\s+\w", text[start + len(payload):]) else None
         if owner:  # "cold's opposite": cold, and what is left asks for "its opposite"
             payload = payload[:len(payload) - len(payload.split()[-1])] + owner
-        before, after = text[:start].rstrip(" \"'“"), text[start + len(payload):].lstrip(" \"'”")
-        if owner:
-            after = "its " + after[2:].lstrip()
+        after = text[start + len(payload):]
+        if owner:  # the 's that followed the owner
+            after = "its" + after[2:]
+        before, after = text[:start].rstrip(" \"'“"), after.lstrip(" \"'”")
         sep = _SEP_END.search(before)
         if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
             if lead := _SEP_START.match(after):  # "never give up: words reversed"
