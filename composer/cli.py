@@ -171,6 +171,22 @@ def bricks_remove(brick_id: str):
     typer.echo(f"removed {brick_id}")
 
 
+@bricks_app.command("out-of-scope")
+@user_errors
+def bricks_out_of_scope(add: list[str] = typer.Option([], "--add", help="A request no brick does (repeatable)."),
+                        remove: list[str] = typer.Option([], "--remove", help="One to drop (repeatable)."),
+                        clear: bool = typer.Option(False, "--clear", help="Drop them all first.")):
+    """List, add or remove requests no brick does: a step nearer to one than to any brick is refused."""
+    ws = _workspace()
+    texts = ws.library.out_of_scope
+    if add or remove or clear:
+        unknown = [t for t in remove if t not in texts]
+        if unknown:
+            raise ComposerError(f"not an out-of-scope request of this library: {unknown[0]!r}")
+        texts = ws.set_out_of_scope([t for t in ([] if clear else texts) if t not in remove] + list(add))
+    typer.echo("\n".join(texts) if texts else "no out-of-scope requests")
+
+
 @bricks_app.command("merge")
 @user_errors
 def bricks_merge(sources: list[str] = typer.Argument(..., help="ID[:WEIGHT] ..."),

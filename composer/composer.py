@@ -339,11 +339,11 @@ class _Batch:
         while live := [i for i, p in plans.items() if i not in self.failed and depth < len(p.steps)]:
             queries = [plans[i].steps[depth].instruction for i in live]
             k = max(3, self.settings.k)
-            hits = c.index.search_many(queries, k + c.index.count("emergent"))
+            found = c.index.search_scoped(queries, k + c.index.count("emergent"))
             rows = []
-            for i, q, h in zip(live, queries, hits):
+            for i, q, f in zip(live, queries, found):
                 try:
-                    choice = choose_step(h, plans[i].steps[depth].mode, self.settings, c, c.kind, k)
+                    choice = choose_step(f.hits, plans[i].steps[depth].mode, self.settings, c, c.kind, k, f.out_of_scope)
                     task = c.task(choice, q)
                     prompt = c.prompt.render(task, current[i])
                     self.check_length(prompt, depth)

@@ -19,13 +19,14 @@ import json
 import os
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 from pydantic import BaseModel
 
-from composer.library import BrickCard, BrickLibrary
+from composer.library import OUT_OF_SCOPE, BrickCard, BrickLibrary
 from composer.storage import recover, write_json
 
 INDEX_FILE, META_FILE = "bricks.faiss", "bricks.json"
@@ -37,6 +38,32 @@ class BrickHit(BaseModel):
 
     id: str
     score: float
+
+
+class OutOfScopeHit(BaseModel):
+    """The library's nearest out-of-scope request (`LibraryMeta.out_of_scope`) to a query."""
+
+    text: str
+    score: float
+
+
+class Retrieval(BaseModel):
+    """A query's bricks, best first, and how near it is to what the library says no brick does."""
+
+    hits: list[BrickHit]
+    out_of_scope: OutOfScopeHit | None = None
+
+
+@dataclass(frozen=True)
+class _OutOfScope:
+    """The library's out-of-scope requests, indexed like one more card under a reserved id."""
+
+    texts: tuple[str, ...]
+    id: str = OUT_OF_SCOPE
+    kind: str = "out-of-scope"
+
+    def text_for_index(self) -> list[str]:
+        return list(self.texts)
 
 
 def default_embedder_path() -> str:
@@ -85,13 +112,17 @@ class BrickIndex:
         self._rows: list[str] = []
         self._texts: dict[str, str] = {}  # brick id -> hash of its indexed texts
         self._kinds: dict[str, int] = {}
+        self._scope: dict[int, str] = {}  # row -> out-of-scope request
         self._widest = 1  # most vectors any one brick has
         self._generation: tuple | None = None
         self._lock = threading.RLock()
 
     # -- persistence -------------------------------------------------------------------
-    def _current(self) -> dict[str, BrickCard]:
-        return {card.id: card for card in self.library.cards()}
+    def _current(self) -> dict[str, BrickCard | _OutOfScope]:
+        cards: dict[str, BrickCard | _OutOfScope] = {card.id: card for card in self.library.cards()}
+        if texts := self.library.out_of_scope:
+            cards[OUT_OF_SCOPE] = _OutOfScope(tuple(texts))
+        return cards
 
     def load_or_build(self) -> "BrickIndex":
         """Load the persisted index if it matches the library, else bring it up to date
@@ -159,6 +190,10 @@ class BrickIndex:
         for brick in counts:
             if brick in cards:
                 self._kinds[cards[brick].kind] = self._kinds.get(cards[brick].kind, 0) + 1
+        # the n-th out-of-scope row holds the n-th text: they are embedded, and dropped, together
+        scope = cards[OUT_OF_SCOPE].text_for_index() if OUT_OF_SCOPE in cards else []
+        positions = [n for n, brick in enumerate(rows) if brick == OUT_OF_SCOPE]
+        self._scope = dict(zip(positions, scope)) if len(positions) == len(scope) else {}
 
     def _save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -206,20 +241,31 @@ class BrickIndex:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: list[str], k: int = 3) -> list[list[BrickHit]]:
+        return [found.hits for found in self.search_scoped(queries, k)]
+
+    def search_scoped(self, queries: list[str], k: int = 3) -> list[Retrieval]:
+        """Per query: the top-k bricks, and the nearest out-of-scope request when the library
+        lists any (never among the hits)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self.fresh()
         with self._lock:
-            index, rows, widest = self._index, self._rows, self._widest
+            index, rows, widest, scope = self._index, self._rows, self._widest, self._scope
         if not rows:
-            return [[] for _ in queries]
-        # the k-th best brick's best vector ranks at most (k - 1) * widest + 1: enough rows
-        scores, idx = index.search(self._embed(queries), min(len(rows), k * widest))
+            return [Retrieval(hits=[]) for _ in queries]
+        # the k-th best brick's best vector ranks at most k * widest + 1 (the out-of-scope
+        # requests count as one more "brick"): enough rows
+        scores, idx = index.search(self._embed(queries), min(len(rows), (k + 1) * widest))
         results = []
         for row_scores, row_idx in zip(scores, idx):
             best: dict[str, float] = {}
+            nearest = None
             for s, i in zip(row_scores, row_idx):
-                if i >= 0 and rows[i] not in best:
+                if i >= 0 and rows[i] == OUT_OF_SCOPE:
+                    if nearest is None and i in scope:
+                        nearest = OutOfScopeHit(text=scope[i], score=round(float(s), 4))
+                elif i >= 0 and rows[i] not in best:
                     best[rows[i]] = float(s)
-            results.append([BrickHit(id=b, score=round(s, 4)) for b, s in list(best.items())[:k]])
+            results.append(Retrieval(hits=[BrickHit(id=b, score=round(s, 4)) for b, s in list(best.items())[:k]],
+                                     out_of_scope=nearest))
         return results

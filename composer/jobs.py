@@ -467,8 +467,9 @@ def plan_item(composer, item: JobItem) -> ItemPlan:
         steps = []
         for step in plan.steps:
             k = max(3, composer.settings.k)
-            hits = composer.index.search(step.instruction, k + composer.index.count("emergent"))
-            choice = choose_step(hits, step.mode, composer.settings, composer, composer.kind, k)
+            found = composer.index.search_scoped([step.instruction], k + composer.index.count("emergent"))[0]
+            choice = choose_step(found.hits, step.mode, composer.settings, composer, composer.kind, k,
+                                 found.out_of_scope)
             steps.append(f"{step.instruction!r} -> {choice.note}")
         return ItemPlan(custom_id=item.custom_id, steps=[f"input {plan.payload!r}", *steps])
     except ComposerError as err:

@@ -18,7 +18,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Literal, TypeVar
+from typing import Callable, Iterator, Literal, Sequence, TypeVar
 
 import torch
 from filelock import FileLock, Timeout
@@ -96,11 +96,21 @@ def fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
+OUT_OF_SCOPE_LIMIT, OUT_OF_SCOPE_CHARS = 1000, 200
+OUT_OF_SCOPE = "~out-of-scope"  # the index's row id for them (no brick id can hold "~")
+
+
 class LibraryMeta(BaseModel):
     """`library.json`: what every brick of the library shares. Libraries made before it
-    existed have none and use the plain prompt format."""
+    existed have none and use the plain prompt format.
 
-    prompt_format: Literal["plain", "chat"]
+    `out_of_scope`: requests no brick of the library does ("translate it into german" beside a
+    French brick). Contrastive retrieval has no "none of these" answer, so a near-domain request
+    lands on the nearest brick with a high score; the retriever learns to keep these texts away
+    from every brick, and a step nearer to one of them than to any brick is refused."""
+
+    prompt_format: Literal["plain", "chat"] | None = None
+    out_of_scope: list[str] = []
 
 
 class BrickEntry(BaseModel):
@@ -150,7 +160,7 @@ class BrickLibrary:
         self._cards: dict[str, tuple[_Stamp, BrickCard | LibraryError]] = {}
         self._digests: dict[str, tuple[tuple, str]] = {}
         self._scan: tuple[tuple, dict[str, tuple[tuple, BrickEntry]]] | None = None  # per folder: stamps, entry
-        self._meta: tuple[_Stamp | None, str | None] = (None, None)  # library.json: stamp, prompt format
+        self._meta: tuple[_Stamp | None, LibraryMeta] = (None, LibraryMeta())  # library.json: stamp, content
         self._mutex = threading.RLock()
         self._flock = FileLock(str(self.root / LOCK))  # re-entrant within a thread
         try:  # crash recovery only while no other process writes (they hold the lock)
@@ -181,18 +191,45 @@ class BrickLibrary:
         return self.root / check_id(brick_id)
 
     @property
-    def prompt_format(self) -> str | None:
-        """The prompt format recorded for this library's bricks, or None (none recorded yet:
-        plain, if the library has bricks)."""
+    def meta(self) -> LibraryMeta:
+        """`library.json` as it is now (re-read only when its stamp moved)."""
         path = self.root / META
         stamp = _stamp(path)
         if self._meta[0] != stamp:
             try:
-                value = None if stamp is None else LibraryMeta.model_validate_json(path.read_bytes()).prompt_format
+                value = LibraryMeta() if stamp is None else LibraryMeta.model_validate_json(path.read_bytes())
             except (ValidationError, ValueError, OSError) as err:
                 raise LibraryError(f"corrupt {path}: {str(err).splitlines()[0]}") from None
             self._meta = (stamp, value)
         return self._meta[1]
+
+    @property
+    def prompt_format(self) -> str | None:
+        """The prompt format recorded for this library's bricks, or None (none recorded yet:
+        plain, if the library has bricks)."""
+        return self.meta.prompt_format
+
+    @property
+    def out_of_scope(self) -> list[str]:
+        """Requests no brick of this library does (`LibraryMeta.out_of_scope`)."""
+        return list(self.meta.out_of_scope)
+
+    def set_out_of_scope(self, texts: Sequence[str]) -> list[str]:
+        """Record the library's out-of-scope requests (replacing the list; deduplicated, in order)."""
+        kept: list[str] = []
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise LibraryError(f"an out-of-scope request must be non-empty text, got {text!r}")
+            text = " ".join(text.split())
+            if len(text) > OUT_OF_SCOPE_CHARS:
+                raise LibraryError(f"out-of-scope request longer than {OUT_OF_SCOPE_CHARS} characters: {text[:40]!r}...")
+            if text.lower() not in {k.lower() for k in kept}:
+                kept.append(text)
+        if len(kept) > OUT_OF_SCOPE_LIMIT:
+            raise LibraryError(f"{len(kept)} out-of-scope requests; at most {OUT_OF_SCOPE_LIMIT}")
+        with self.locked():
+            write_json(self.root / META, self.meta.model_copy(update={"out_of_scope": kept}).model_dump())
+        return kept
 
     def generation(self) -> tuple:
         """Changes whenever a brick folder is added, replaced or removed (every write renames
@@ -394,7 +431,7 @@ class BrickLibrary:
         refuse a brick in another format than the library's (under the lock)."""
         recorded = self.prompt_format
         if recorded is None and not [i for i in self.ids() if i != brick_id]:
-            write_json(self.root / META, LibraryMeta(prompt_format=name).model_dump())
+            write_json(self.root / META, self.meta.model_copy(update={"prompt_format": name}).model_dump())
             return
         library = recorded or "plain"
         if name != library:

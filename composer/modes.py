@@ -22,7 +22,9 @@ Emergent bricks (FFN neuron masks of the base's own skills) have their own lane
 brick qualifies — none clears the threshold, or the emergent brick leads the best one by at
 least `emergent_margin` (a near-exact match to the base's own skill against a weak one). When neither lane has a brick above the threshold the step is
 refused with `NoBrickError`, naming the closest bricks, instead of returning the base model's
-guess; `base` runs the base model alone on purpose.
+guess; `base` runs the base model alone on purpose. A step nearer to one of the library's
+out-of-scope requests (`LibraryMeta.out_of_scope`) than to every brick is refused the same
+way, however well a brick scores: "translate it into german" scores 0.74 on a French brick.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Callable, Protocol
 
 from composer.engine.batch import Route
 from composer.errors import ComposerError
-from composer.index import BrickHit
+from composer.index import BrickHit, OutOfScopeHit
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,19 @@ def _shown_hits(hits: list[BrickHit]) -> str:
 
 
 def choose_step(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger,
-                kind: Callable[[str], str], k: int = 3) -> Choice:
+                kind: Callable[[str], str], k: int = 3, out_of_scope: OutOfScopeHit | None = None) -> Choice:
     """A step's choice with emergent bricks in their own lane (rule in the module docstring)."""
     check_mode(mode)
     custom = [h for h in hits if kind(h.id) != "emergent"][:k]
     emergent = [h for h in hits if kind(h.id) == "emergent"][:k]
     if mode == "base":
         return Choice("base", None, [], None, "base model alone (asked for)", hits=custom)
+    ranked = sorted(hits, key=lambda h: -h.score)
+    if out_of_scope is not None and ranked and s.threshold <= ranked[0].score < out_of_scope.score:
+        raise NoBrickError(f"this step reads as something no brick of the library does: it is nearer to the "
+                           f"out-of-scope request {out_of_scope.text!r} ({out_of_scope.score:.2f}) than to any "
+                           f"brick (closest: {_shown_hits(ranked)}); reword it, or use mode 'base' to run the "
+                           "base model alone", ranked[:3])
     if mode == "sparse":
         if not emergent:
             raise NoBrickError("sparse mode needs an emergent brick and the library has none", hits[:3])

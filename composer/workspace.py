@@ -152,11 +152,20 @@ class Workspace:
     def rollback(self, brick_id: str, to: int | None = None) -> BrickCard:
         return self._refreshed(self.library.rollback(brick_id, to))
 
+    def set_out_of_scope(self, texts: Sequence[str]) -> list[str]:
+        """Record the requests no brick of the library does (`LibraryMeta.out_of_scope`); the
+        retriever learns them as every brick's negative and the index holds them."""
+        kept = self.library.set_out_of_scope(texts)
+        self._refresh()
+        return kept
+
     def reindex(self) -> int:
         """Train the retriever again and rebuild the index from scratch; returns the bricks indexed."""
+        from composer.library import OUT_OF_SCOPE
+
         with self._lock:
             self._index = self._open_index(retrain=True).build()
-            return len(set(self._index.rows))
+            return len(set(self._index.rows) - {OUT_OF_SCOPE})
 
     def _refresh(self) -> None:
         """After a write: a small library's retriever is retrained on the new cards (and every

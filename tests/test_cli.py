@@ -141,3 +141,16 @@ def test_analyze_through_the_cli(library, tmp_path):
                    "--eval-per-skill", "2", timeout=600)
     assert out.returncode == 0, out.stderr
     assert {p.name for p in (tmp_path / "figures").glob("*.png")} >= {"scores.png", "overlap.png"}
+
+
+def test_out_of_scope_requests_through_the_cli(library):
+    lib = ["--bricks", str(library), "bricks", "out-of-scope"]
+    added = composer(*lib, "--add", "translate it into german", "--add", "tell me a joke")
+    assert added.returncode == 0 and added.stdout.splitlines() == ["translate it into german", "tell me a joke"]
+    assert BrickLibrary(library).out_of_scope == ["translate it into german", "tell me a joke"]
+    bad = composer(*lib, "--remove", "write a poem")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: not an out-of-scope request of this library: " \
+                                                         "'write a poem'"
+    left = composer(*lib, "--remove", "tell me a joke")
+    assert left.stdout.splitlines() == ["translate it into german"]
+    assert composer(*lib, "--clear").stdout.strip() == "no out-of-scope requests" and BrickLibrary(library).out_of_scope == []

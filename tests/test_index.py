@@ -115,3 +115,22 @@ def test_damaged_index_is_rebuilt(tmp_path, embedder, damage):
     index = BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
     assert index.search("make it plural", k=1)[0].id == "plural"
     assert sorted(set(index.rows)) == ["french", "plural", "uppercase"]
+
+
+def test_out_of_scope_requests_are_indexed_but_never_a_hit(tmp_path, embedder):
+    library = make_library(tmp_path / "lib", CARDS)
+    index = BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
+    assert index.search_scoped(["say it in german"], k=3)[0].out_of_scope is None  # none listed
+    library.set_out_of_scope(["translate it into german", "tell me a joke"])
+    found = index.search_scoped(["say it in german", "make it all caps"], k=3)  # a live index notices
+    assert found[0].out_of_scope.text == "translate it into german" and 0 < found[0].out_of_scope.score <= 1
+    assert found[1].hits[0].id == "uppercase" and found[1].out_of_scope.score < found[1].hits[0].score
+    assert all(len(f.hits) == 3 and "~" not in "".join(h.id for h in f.hits) for f in found)
+    assert index.search_many(["say it in german"], 3) == [found[0].hits]
+    assert index.rows.count("~out-of-scope") == 2 and index.count("customized") == 3
+    counting = Counting(embedder)
+    again = BrickIndex(library, tmp_path / "idx", counting).load_or_build()  # persisted as is
+    assert again.search_scoped(["say it in german"])[0].out_of_scope == found[0].out_of_scope
+    assert counting.texts == 1  # only the query was embedded
+    library.set_out_of_scope([])
+    assert index.search_scoped(["say it in german"])[0].out_of_scope is None and "~out-of-scope" not in index.rows

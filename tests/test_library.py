@@ -117,3 +117,20 @@ def test_a_failing_write_changes_nothing(tmp_path):
 def _entries(root):
     """What is in a library folder besides its lock, generation and library.json files."""
     return sorted(p.name for p in root.iterdir() if p.name not in (".library.lock", ".generation", "library.json"))
+
+
+def test_out_of_scope_requests_are_recorded_beside_the_prompt_format(tmp_path):
+    library = BrickLibrary(tmp_path, create=True)
+    assert library.out_of_scope == [] and library.prompt_format is None
+    kept = library.set_out_of_scope(["translate it into  german", "Translate it into German", "tell me a joke"])
+    assert kept == ["translate it into german", "tell me a joke"] == BrickLibrary(tmp_path).out_of_scope
+    assert library.prompt_format is None  # recording the list records no format
+    write_brick(library, BrickCard(id="shout", title="t", description="d", examples=["e"], base_fingerprint="f" * 16))
+    assert library.prompt_format == "plain" and library.out_of_scope == kept  # the first brick's format keeps the list
+    for bad, why in (([""], "non-empty"), (["x" * 201], "longer than 200"), ([f"t{i}" for i in range(1001)], "at most")):
+        with pytest.raises(LibraryError, match=why):
+            library.set_out_of_scope(bad)
+    assert library.out_of_scope == kept  # a refused list changes nothing
+    (tmp_path / "library.json").write_text('{"out_of_scope": "not a list"}')
+    with pytest.raises(LibraryError, match="corrupt"):
+        library.out_of_scope

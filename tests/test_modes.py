@@ -89,3 +89,25 @@ def test_shipped_auto_rule_defaults():
     assert (tie.mode, tie.mix) == ("single", {"a": 1.0}) and "close call: b 0.57" in tie.note
     assert choose(hits(("a", 0.449), ("b", 0.40)), "auto", shipped).mode == "base"
     assert choose(hits(("a", 0.45), ("b", 0.10)), "auto", shipped).mode == "single"
+
+
+def test_a_step_nearer_an_out_of_scope_request_than_any_brick_is_refused():
+    from composer.index import OutOfScopeHit
+    from composer.modes import NoBrickError, choose_step
+
+    kind = lambda brick: "emergent" if brick.startswith("emergent-") else "customized"  # noqa: E731
+    found = hits(("french", 0.74), ("emergent-copy", 0.5), ("plural", 0.3))
+    german = OutOfScopeHit(text="translate it into german", score=0.81)
+    with pytest.raises(NoBrickError, match=r"out-of-scope request 'translate it into german' \(0\.81\).*"
+                                           r"closest: french 0\.74, emergent-copy 0\.50, plural 0\.30") as err:
+        choose_step(found, "auto", S, Recorder(), kind, out_of_scope=german)
+    assert [h.id for h in err.value.closest] == ["french", "emergent-copy", "plural"]
+    for mode in ("single", "mixture", "sparse"):  # every lane but the base alone
+        with pytest.raises(NoBrickError):
+            choose_step(found, mode, S, Recorder(), kind, out_of_scope=german)
+    assert choose_step(found, "base", S, Recorder(), kind, out_of_scope=german).mode == "base"
+    # a brick nearer than the out-of-scope request runs; nothing above the threshold keeps its own error
+    nearer = OutOfScopeHit(text="translate it into german", score=0.7)
+    assert choose_step(found, "auto", S, Recorder(), kind, out_of_scope=nearer).used == ["french"]
+    with pytest.raises(NoBrickError, match="no brick matches this step well enough"):
+        choose_step(hits(("french", 0.4)), "auto", S, Recorder(), kind, out_of_scope=german)

@@ -92,3 +92,34 @@ def test_typos_read_as_the_card_word_they_are_one_edit_from(base, library):
     assert embedder.correct("revrese the letters") == "reverse the letters"
     assert embedder.correct("oposite of hot") == "opposite of hot"
     assert embedder.correct("the cat sat") == "the cat sat"  # short or known words stay
+
+
+def test_out_of_scope_requests_train_as_every_bricks_negative(tmp_path, library):
+    lib_dir = tmp_path / "lib"
+    lib_dir.mkdir()
+    for brick in ("uppercase", "french"):
+        shutil.copytree(BRICKS / brick, lib_dir / brick)
+    small = BrickLibrary(lib_dir)
+    before = retriever.cards_hash(small)
+    small.set_out_of_scope([])
+    assert retriever.cards_hash(small) == before  # an empty list keeps the retriever a library had
+    small.set_out_of_scope(["translate it into german", "tell me a joke"])
+    assert retriever.cards_hash(small) != before
+    negatives = [(label, text) for label, text in retriever.training_texts(small) if label.startswith("~")]
+    assert [t for _, t in negatives][:3] == ["translate it into german", "please translate it into german",
+                                             "translate it into german it"]
+    assert len({label for label, _ in negatives}) == len(negatives) == 8  # each its own label: nothing's positive
+    assert "german" in retriever.vocabulary(small)  # never "corrected" into a card word
+
+
+def test_the_default_refuses_near_domain_requests_its_bricks_do_not_do():
+    """Wordings of requests on none of the default's out-of-scope lines, each near a brick."""
+    from composer import Composer
+    from composer.modes import NoBrickError
+
+    c = Composer.from_default()
+    for request in ("What's the German word for milk?", "Give me the synonym of happy", "Summarise this: big cat",
+                    "singular of mice"):
+        with pytest.raises(NoBrickError, match="out-of-scope request|no brick matches"):
+            c.run(request)
+    assert c.run("Translate milk into French").output == "lait"

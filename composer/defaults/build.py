@@ -193,18 +193,27 @@ def build_index(out: Path, index_dir: Path) -> None:
     from composer.retriever import brick_embedder
 
     library = BrickLibrary(out)
+    library.set_out_of_scope(text_lines(OUT_OF_SCOPE_FILE))
     embedder, name = brick_embedder(library, index_dir, retrain=True)  # the retriever trained for these cards
     index = BrickIndex(library, index_dir, embedder, name).build()
-    print(f"index: {len(index.rows)} vectors for {len(set(index.rows))} bricks in {index_dir}")
+    print(f"index: {len(index.rows)} vectors for {index.count('customized') + index.count('emergent')} bricks and "
+          f"{len(library.out_of_scope)} out-of-scope requests in {index_dir}")
 
 
 PAYLOAD_VARIANTS = 4  # copies of each request with another request's payload (cross-corpus: +3% plans)
 COMMAND_PAYLOADS = Path(__file__).resolve().parent / "command_payloads.txt"  # payloads that read as instructions
 
 
+OUT_OF_SCOPE_FILE = Path(__file__).resolve().parent / "out_of_scope.txt"  # requests no default brick does
+
+
+def text_lines(path: Path) -> list[str]:
+    """A packaged list: one entry per line, '#' lines are comments."""
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
 def command_payloads() -> list[str]:
-    lines = COMMAND_PAYLOADS.read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return text_lines(COMMAND_PAYLOADS)
 
 
 def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) -> list[tuple[str, list[int]]]:
