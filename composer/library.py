@@ -105,9 +105,11 @@ class LibraryMeta(BaseModel):
     existed have none and use the plain prompt format.
 
     `out_of_scope`: requests no brick of the library does ("translate it into german" beside a
-    French brick). Contrastive retrieval has no "none of these" answer, so a near-domain request
-    lands on the nearest brick with a high score; the retriever learns to keep these texts away
-    from every brick, and a step nearer to one of them than to any brick is refused."""
+    French brick). Retrieval has no "none of these" answer, so a near-domain request lands on
+    the nearest brick with a high score; the index holds these texts beside the cards, and a
+    step nearer to one of them than to any brick is refused. The retriever is not trained on
+    them: as every brick's negatives they cost near-synonym bricks (reverse / reverse_words)
+    top-1 on new wordings."""
 
     prompt_format: Literal["plain", "chat"] | None = None
     out_of_scope: list[str] = []

@@ -27,7 +27,6 @@ import re
 
 import numpy as np
 
-from composer.library import OUT_OF_SCOPE
 from composer.storage import read_checked, write_checked
 
 WEIGHTS, META = "retriever.safetensors", "retriever.json"
@@ -88,35 +87,24 @@ class ProjectedEmbedder:
 
 
 def vocabulary(library) -> set[str]:
-    texts = [t for c in library.cards() for t in c.text_for_index()] + library.out_of_scope
-    return {w.lower() for t in texts for w in _WORD.findall(t)}
+    return {w.lower() for c in library.cards() for t in c.text_for_index() for w in _WORD.findall(t)}
 
 
 def training_texts(library) -> list[tuple[str, str]]:
-    """(label, text): each card's indexed texts under its brick id and the rewordings users
-    type, deduplicated. The library's out-of-scope requests and their rewordings each get a
-    label of their own: every brick's negative, no text's positive (pulling them into clusters
-    of their own cost near-synonym bricks about 0.3 points of top-1 on the corpora's wordings)."""
+    """(brick id, text): each card's indexed texts and the rewordings users type, deduplicated."""
     out, seen = [], set()
     for card in sorted(library.cards(), key=lambda c: c.id):
         for text in card.text_for_index():
-            for variant in _rewordings(text):
+            low = text.strip().rstrip(".").lower()
+            for variant in (text, low, f"please {low}", f"{low} it", f"can you {low}?"):
                 if (card.id, variant) not in seen:
                     seen.add((card.id, variant))
                     out.append((card.id, variant))
-    negatives = dict.fromkeys(v for text in library.out_of_scope for v in _rewordings(text))
-    return out + [(f"{OUT_OF_SCOPE}:{n}", text) for n, text in enumerate(negatives)]
-
-
-def _rewordings(text: str) -> list[str]:
-    low = text.strip().rstrip(".").lower()
-    return [text, low, f"please {low}", f"{low} it", f"can you {low}?"]
+    return out
 
 
 def cards_hash(library) -> str:
     texts = sorted((c.id, c.text_for_index()) for c in library.cards())
-    if library.out_of_scope:  # a library without the list keeps the hash (and retriever) it had
-        texts.append((OUT_OF_SCOPE, library.out_of_scope))
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()
 
 

@@ -154,7 +154,7 @@ class Workspace:
 
     def set_out_of_scope(self, texts: Sequence[str]) -> list[str]:
         """Record the requests no brick of the library does (`LibraryMeta.out_of_scope`); the
-        retriever learns them as every brick's negative and the index holds them."""
+        index holds them beside the cards."""
         kept = self.library.set_out_of_scope(texts)
         self._refresh()
         return kept
