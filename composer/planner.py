@@ -91,6 +91,7 @@ _CUES = re.compile(
     rf"|\s{_ARROW}\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
 _AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
+_VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # where "input=..." may stop
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 # separators a step may split on, if retrieval agrees: commas, "and", and the space after the
@@ -164,15 +165,22 @@ def split_payload(instruction: str) -> tuple[str, str | None, str]:
         if tail.strip():
             tail, *later = _AFTER_COLON.split(tail, maxsplit=1)  # "acronym: big cat. then backwards"
             return head + "".join(f" then {piece}" for piece in later), _strip_quotes(tail), "payload after the colon"
+    if m := _call(instruction):
+        return (instruction[: m.end(1)] + instruction[m.end():]).strip(), _strip_quotes(m.group(2)), \
+            "payload in parentheses"
     if m := _QUOTED.search(instruction):
         payload = next(g for g in m.groups() if g is not None)
         before, after = instruction[: m.start()].rstrip(), instruction[m.end():].lstrip()
         rest = f"{before} it {after}" if before and after[:1].isalnum() else f"{before}{after}"  # "capital of it in reverse"
         return rest.strip(" ,;"), payload.strip(), "payload in quotes"
-    if m := _CALL.search(instruction):
-        return (instruction[: m.end(1)] + instruction[m.end():]).strip(), m.group(2).strip(), \
-            "payload in parentheses"
     return instruction, None, ""
+
+
+def _call(instruction: str) -> re.Match | None:
+    """`rot13(hello world)`: a skill written as a function call, unless quotes or a colon come
+    before it (then the parentheses are part of a payload: 'uppercase: f(x) = y')."""
+    m = _CALL.search(instruction)
+    return m if m and not re.search(r"[\"'“:]", instruction[: m.start()]) else None
 
 
 def _owner(token: str) -> str | None:
@@ -254,10 +262,13 @@ class HeuristicPlanner:
         if payload is not None:
             explain.append("payload passed separately")
         else:
-            text, payload, how = (self._tagged_payload(text) if self.tagger and self.search and not _INPUT_EQ.search(text)
+            delimited = _INPUT_EQ.search(text) or _call(text)  # no reading needed: the delimiters say it
+            text, payload, how = (self._tagged_payload(text) if self.tagger and self.search and not delimited
                                   else (text, None, ""))
             if payload is None:
                 text, payload, how = split_payload(text)
+                if how.endswith("=") and not set(_words(text)) - _GLUE and self.search:
+                    text, payload, how = self._value_then_step(text, payload, how)
             if how:
                 explain.append(how)
         marked = _marked_steps(text)
@@ -278,6 +289,17 @@ class HeuristicPlanner:
                             + (" (no part of the first step reads as one)" if self.search else ""))
         return Plan(instruction=instruction, payload=payload, explain=explain,
                     steps=[Step(instruction=s, mode=mode) for s in steps])
+
+    def _value_then_step(self, text: str, payload: str, how: str) -> tuple[str, str, str]:
+        """"input=welcome aboard, make it all caps": an unquoted value runs to the end and left
+        no step. It ends at its first line break, or at the first comma, semicolon or sentence
+        end whose next piece retrieves a brick confidently ("make it all caps", "op=rot13")."""
+        for m in _VALUE_END.finditer(payload):
+            head, rest = payload[: m.start()].strip(), payload[m.end():].strip()
+            piece = _clean(_VALUE_END.split(rest, maxsplit=1)[0])
+            if head and rest and ("\n" in m.group() or (piece and self._best([piece])[0][1] >= self.split_score)):
+                return f"{text} {rest}".strip(), head, f"{how}, up to the step after it"
+        return text, payload, how
 
     # -- retrieval-guided segmentation ---------------------------------------------------
     def _search(self, queries: list[str]) -> list[list]:

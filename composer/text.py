@@ -14,7 +14,7 @@ from composer.errors import ComposerError
 
 _TYPOGRAPHIC = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u201c": '"',
                               "\u201d": '"', "\u201e": '"', "\u2013": "-", "\u2014": "-", "\u2026": "...",
-                              "\u00a0": " "})
+                              "\u00a0": " ", "\u2192": "->", "\u21d2": "=>"})  # arrows: "plural of tooth → caps"
 
 
 def check_text(text, what: str, max_chars: int, ascii_only: bool = True, newlines: bool = False) -> str:

@@ -66,6 +66,8 @@ def test_typographic_punctuation_reads_as_ascii(llama_composer):
     """Phones write ’ “ ” – where the user typed ' " -: the same request, not a non-ASCII error."""
     plan = llama_composer.plan("Make it all caps \u2013 \u201cdon\u2019t stop\u201d")
     assert plan.payload == "don't stop" and plan.instruction.isascii()
+    plan = llama_composer.plan("Make it all caps \u2192 make it all caps: hi")  # an arrow typed as ->
+    assert plan.payload == "hi" and plan.instruction == "Make it all caps -> make it all caps: hi"
 
 
 def test_one_brick_is_prompted_with_its_cards_task_line(llama_composer):

@@ -57,6 +57,8 @@ def test_missing_payload_is_explained():
 def test_helpers():
     assert split_payload("uppercase 'big cat'") == ("uppercase", "big cat", "payload in quotes")
     assert split_payload("rot13(hello world) -> upper") == ("rot13 -> upper", "hello world", "payload in parentheses")
+    assert split_payload('reverse_words("blue sky")') == ("reverse_words", "blue sky", "payload in parentheses")
+    assert split_payload("uppercase: f(x) = y") == ("uppercase", "f(x) = y", "payload after the colon")
     assert split_steps("p then q; r. s") == ["p", "q", "r", "s"]
     assert split_steps("p -> q => r |> s - t -- v") == ["p", "q", "r", "s", "t", "v"]
     # a piece of glue words only asks for nothing ("could you"); "next month" is no cue
@@ -162,6 +164,13 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("Translate bread to French. And could you then uppercase it?", "bread", ["Translate it to French", "uppercase it"]),
     # a payload that reads as an instruction (the tagger saw such payloads in training, not this one)
     ("uppercase turn off the lights", "turn off the lights", ["uppercase it"]),
+    # a function call delimits its payload: the tagger is not asked
+    ("toUpper(red balloon)", "red balloon", ["toUpper"]),
+    # an unquoted "input=" value that left no step ends at a line break, or where a step starts
+    ("input=pink flamingo party, make it all caps", "pink flamingo party", ["make it all caps"]),
+    ("input=brave. antonym, no vowels", "brave", ["antonym", "no vowels"]),
+    ("input=salt, pepper and vinegar; uppercase it", "salt, pepper and vinegar", ["uppercase it"]),
+    ("input=graphics processing unit\nwhat's the acronym?", "graphics processing unit", ["what's the acronym"]),
 ])
 def test_steps_around_an_inline_payload(guided, text, payload, steps):
     plan = guided.plan(text)
