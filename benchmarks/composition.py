@@ -98,8 +98,9 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_table() -> str:
-    """README's "Composition quality" table from the JSON files: the test split before (label
+def table(result: dict | None = None) -> str:
+    """README's "Composition quality" table (`benchmarks/readme_tables.py` puts it there; it
+    reads every split's JSON itself, `result` is unused): the test split before (label
     `before`) and after, then the splits written blind, each as first measured (label `first`)
     and now: `fresh` (tuned on after its first run), `blind` (never read), and `holdout`
     (never read; first run at the end of its round, then once more after one more change)."""
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true", help="print README's table (every split) from saved results")
     args = parser.parse_args()
     if args.readme:
-        print(readme_table())
+        print(table())
         return
     items = load(args.split)
     if args.threads:

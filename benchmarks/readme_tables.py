@@ -26,7 +26,8 @@ def render(text: str) -> str:
     sys.path[:0] = [str(HERE), *sorted({str(p.parent) for p in (HERE.parent / "examples").glob("*/*.py")})]
 
     def fill(m: re.Match) -> str:
-        result = json.loads((HERE / "results" / f"{m.group(2)}.json").read_text())
+        path = HERE / "results" / f"{m.group(2)}.json"  # none: the script reads several files itself
+        result = json.loads(path.read_text()) if path.is_file() else None
         return f"{m.group(1)}{importlib.import_module(m.group(2)).table(result)}\n{m.group(4)}"
 
     return BLOCK.sub(fill, text)

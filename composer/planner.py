@@ -92,6 +92,10 @@ _CUES = re.compile(
 _AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 _VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # where "input=..." may stop
+_ASIDE_CLAUSE = re.compile(  # a closing clause after a comma or dash that says why or for what
+    r"(?:,|\s-)\s*((?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"
+    r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)"
+    r"\b[^,]*?)[.!?]*\s*$", re.I)
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 # separators a step may split on, if retrieval agrees: commas, "and", and the space after the
@@ -280,7 +284,7 @@ class HeuristicPlanner:
             first, payload = self._inline_payload(marked[0][0], explain)
             marked[0] = (first, marked[0][1])
         marked = [(s, seq) for segment, seq in marked
-                  for s in (self._segment(segment, explain) if self.search else [segment])]
+                  for s in (self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment])]
         if self.search and len(marked) > 1:
             marked = self._drop_asides(self._merge_restated(marked, explain), explain)
         steps = [s for s, _ in marked]
@@ -300,6 +304,21 @@ class HeuristicPlanner:
             if head and rest and ("\n" in m.group() or (piece and self._best([piece])[0][1] >= self.split_score)):
                 return f"{text} {rest}".strip(), head, f"{how}, up to the step after it"
         return text, payload, how
+
+    def _trim_aside(self, step: str, explain: list[str]) -> str:
+        """`step` without a closing clause that says why or for what ("capital of it please, for
+        a flashcard", "title case for it, it's going on the shop sign"): split off, it retrieves
+        some brick from words the cards share; left on, it pulls the step towards the wrong
+        brick. Only when the clause holds no "it" (the payload) and the rest asks for a brick
+        confidently by itself: "For my puzzle, I need it without vowels" is the request."""
+        m = _ASIDE_CLAUSE.search(step)
+        if not m or {"it"} & set(_words(m.group(1))) or ":" in m.group(1):
+            return step
+        rest = _clean(step[: m.start()])
+        if not set(_words(rest)) - _GLUE or self._best([rest])[0][1] < self.split_score:
+            return step
+        explain.append(f"{m.group(1)!r} is no step: it says why or for what")
+        return step[: m.start()]
 
     # -- retrieval-guided segmentation ---------------------------------------------------
     def _search(self, queries: list[str]) -> list[list]:

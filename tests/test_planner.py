@@ -171,6 +171,10 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("input=brave. antonym, no vowels", "brave", ["antonym", "no vowels"]),
     ("input=salt, pepper and vinegar; uppercase it", "salt, pepper and vinegar", ["uppercase it"]),
     ("input=graphics processing unit\nwhat's the acronym?", "graphics processing unit", ["what's the acronym"]),
+    # a closing clause that says why or for what is no step, and no part of the step's query
+    ("capital of india please, for a flashcard", "india", ["capital of it please"]),
+    ("title case for maple street bakery, it's going on the shop sign", "maple street bakery", ["title case for it"]),
+    ("opposite of hot, for a poem, then reverse it", "hot", ["opposite of it", "reverse it"]),
 ])
 def test_steps_around_an_inline_payload(guided, text, payload, steps):
     plan = guided.plan(text)
