@@ -92,16 +92,15 @@ _CUES = re.compile(
 _AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 _VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # where "input=..." may stop
-_ASIDE_CLAUSE = re.compile(  # a closing clause after a comma or dash that says why or for what
-    r"(?:,|\s-)\s*((?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"
-    r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)"
-    r"\b[^,]*?)[.!?]*\s*$", re.I)
+_PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
+            r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
+_ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  # closing a step
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 # separators a step may split on, if retrieval agrees: commas, "and", and the space after the
 # payload's "it" ("plural of it in uppercase", "capital of it backwards") unless what follows
 # says what it becomes ("abbreviate it to its initials", "turn it into an acronym")
-_WEAK = re.compile(r"\s*,\s*|\s+and\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
+_WEAK = re.compile(r"\s*,\s*|\s+(?:and|\+)\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
@@ -449,7 +448,8 @@ class HeuristicPlanner:
         """Without the pieces of a message that are no step: a short greeting first or
         sign-off last that retrieves under `split_score` ("Dear assistant", "Thanks, Juliette"),
         and pieces that no sequencing word sets in the sequence and no brick would run (best
-        score under `aside_score`: "Ticket #4412", "I need it for a poem"). Kept when no step
+        score under `aside_score`: "Ticket #4412", "I need it for a poem"), or that say why or
+        for what without the payload ("It's for the letterhead", "For a hashtag"). Kept when no step
         would run, so that the request fails as unknown; "then copy the text" stays a step."""
         best = self._best([step for step, _ in steps])
         if max(score for _, score in best) < self.aside_score:
@@ -459,6 +459,8 @@ class HeuristicPlanner:
             closing = (n == 0 and _SALUTATION.match(step)) or (n == len(steps) - 1 and _SIGN_OFF.match(step))
             if closing and len(_words(step)) <= 4 and score < self.split_score:
                 explain.append(f"{step!r} is no step: a greeting or sign-off (best {brick} {score:.2f})")
+            elif not seq and re.match(_PURPOSE, step, re.I) and "it" not in _words(step):
+                explain.append(f"{step!r} is no step: it says why or for what")
             elif not seq and score < self.aside_score:
                 explain.append(f"{step!r} is no step: no sequencing word sets it in the sequence and it retrieves "
                                f"no brick to run (best {brick or 'none'} {score:.2f} < {self.aside_score})")

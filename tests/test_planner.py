@@ -175,6 +175,9 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("capital of india please, for a flashcard", "india", ["capital of it please"]),
     ("title case for maple street bakery, it's going on the shop sign", "maple street bakery", ["title case for it"]),
     ("opposite of hot, for a poem, then reverse it", "hot", ["opposite of it", "reverse it"]),
+    ("Could you give me the plural of goose? It's for a crossword clue.", "goose", ["Could you give me the plural of it"]),
+    # "+" joins steps as "and" does, where retrieval agrees
+    ('uppercase + remove vowels for "night shift"', "night shift", ["uppercase", "remove vowels for it"]),
 ])
 def test_steps_around_an_inline_payload(guided, text, payload, steps):
     plan = guided.plan(text)
