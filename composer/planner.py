@@ -95,6 +95,8 @@ _VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # w
 _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
             r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
 _ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  # closing a step
+_NESTED = re.compile(r"^((?:\S+\s+){0,2}?\S+)\s+((?:the|its)\s+(?:[a-z]+\s+){1,3}?(?:of|for)\s+it)$", re.I)
+NESTED_HEAD, NESTED_INNER, NESTED_MARGIN = 0.7, 0.8, 0.05  # "rot13 the capital of it": see _nested
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 # separators a step may split on, if retrieval agrees: commas, "and", and the space after the
@@ -283,7 +285,8 @@ class HeuristicPlanner:
             first, payload = self._inline_payload(marked[0][0], explain)
             marked[0] = (first, marked[0][1])
         marked = [(s, seq) for segment, seq in marked
-                  for s in (self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment])]
+                  for piece in (self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment])
+                  for s in (self._nested(piece, explain) if self.search else [piece])]
         if self.search and len(marked) > 1:
             marked = self._drop_asides(self._merge_restated(marked, explain), explain)
         steps = [s for s, _ in marked]
@@ -318,6 +321,24 @@ class HeuristicPlanner:
             return step
         explain.append(f"{m.group(1)!r} is no step: it says why or for what")
         return step[: m.start()]
+
+    def _nested(self, step: str, explain: list[str]) -> list[str]:
+        """"rot13 the capital of it" is two steps, the inner one first: "the capital of it", then
+        "rot13 it". Only when each part retrieves its own customized brick surely (the head at
+        NESTED_HEAD, the inner part at NESTED_INNER) and the whole retrieves worse than either
+        part by NESTED_MARGIN: "reverse the order of it" and "capitalize the first letter of it"
+        read best whole and stay one step."""
+        m = _NESTED.match(step)
+        if not m:
+            return [step]
+        head, inner = f"{m.group(1)} it", m.group(2)
+        (whole, w), (outer, a), (first, b) = self._best([_clean(step), head, inner])
+        if (a >= NESTED_HEAD and b >= NESTED_INNER and outer != first and not {outer, first} & self._facts()[1]
+                and w < min(a, b) - NESTED_MARGIN):
+            explain.append(f"{step!r} nests two steps: {inner!r} ({first} {b:.2f}) first, then {head!r} "
+                           f"({outer} {a:.2f}); whole it reads {whole} {w:.2f}")
+            return [inner, head]
+        return [step]
 
     # -- retrieval-guided segmentation ---------------------------------------------------
     def _search(self, queries: list[str]) -> list[list]:

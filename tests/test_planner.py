@@ -176,6 +176,11 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("title case for maple street bakery, it's going on the shop sign", "maple street bakery", ["title case for it"]),
     ("opposite of hot, for a poem, then reverse it", "hot", ["opposite of it", "reverse it"]),
     ("Could you give me the plural of goose? It's for a crossword clue.", "goose", ["Could you give me the plural of it"]),
+    # a step nested in another runs first; a whole that reads best whole stays one step
+    ("rot13 the capital of peru", "peru", ["the capital of it", "rot13 it"]),
+    ("please uppercase the antonym of hot", "hot", ["the antonym of it", "uppercase it"]),
+    ("reverse the order of red green blue", "red green blue", ["reverse the order of it"]),
+    ("capitalize the first letter of dog", "dog", ["capitalize the first letter of it"]),
     # "+" joins steps as "and" does, where retrieval agrees
     ('uppercase + remove vowels for "night shift"', "night shift", ["uppercase", "remove vowels for it"]),
 ])
