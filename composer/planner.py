@@ -3,11 +3,12 @@
 Step 1 reads the payload; every later step reads the previous step's output. The heuristic
 planner is deterministic and explains itself in `Plan.explain`:
 
-1. The payload: passed as `input`, else after `input=...`; else, with a tagger, its most
+1. The payload: passed as `input`, else after `input=...` (an unquoted value that leaves no
+   step ends at its line break, or where a piece that retrieves a brick starts) or in a call's
+   parentheses ("rot13(hello world)"); else, with a tagger, its most
    probable span in the whole request when the tagger is at least TAG_CONFIDENCE sure of it
    ("for the escape room: get the capital of nepal" — a colon that marks no payload); else
-   after a colon (up to a "then"), in quotes or in a call's parentheses ("rot13(hello
-   world)"); else a first or last piece of its own ("happy cat -> upper",
+   after a colon (up to a "then") or in quotes; else a first or last piece of its own ("happy cat -> upper",
    "strip the vowels - magic carpet") when it retrieves no brick and the payload tagger reads
    every word of it as payload; else, with a search function, written inline ("capital of
    Japan", "Spell paris backwards"): every span of the first step (up to a comma or "and" that
@@ -20,7 +21,7 @@ planner is deterministic and explains itself in `Plan.explain`:
    reads Kenya, and "What is its capital".
 2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
    sentence ends, numbered lists, arrows, spaced dashes); then, with a search function, on
-   commas, "and" and after the payload's "it" ("capital of it backwards") when — and only
+   commas, "and", "+" and after the payload's "it" ("capital of it backwards") when — and only
    when — every piece retrieves a brick with at least `split_score` (IT_CUT_MARGIN more after
    "it"), neighbouring pieces retrieve different bricks, the pieces retrieve on average no
    worse than the whole step does (less SPLIT_MARGIN) and the whole does not ask for one
@@ -31,7 +32,11 @@ planner is deterministic and explains itself in `Plan.explain`:
    brick is the same, both retrieved at `payload_score` or more, become one ("put it in full
    uppercase. no lowercase anywhere"), unless the later says "again" or "twice", or reads as
    another brick once its words naming the earlier result are "it" ("write that French word
-   backwards"). Pieces of glue words only ("And could you | then ...") are no step.
+   backwards"). Pieces of glue words only ("And could you | then ...") are no step. A
+   closing clause or sentence that says why or for what without the payload ("..., for a
+   flashcard", "It's for the letterhead.") is no step either. A step nested in another ("rot13
+   the capital of it") runs as two, the inner first, when each part retrieves its own brick
+   surely and the whole reads worse than either (`_nested`).
    A piece of a message that no sequencing word, list number, arrow or semicolon sets in the
    sequence (only sentence ends, line breaks and dashes around it) and that no brick would run
    (best score under `aside_score`, the composer's threshold) is no step — a ticket number, an
@@ -95,6 +100,7 @@ _VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # w
 _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
             r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
 _ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  # closing a step
+_PURPOSE_START = re.compile(_PURPOSE, re.I)  # a sentence of its own
 _NESTED = re.compile(r"^((?:\S+\s+){0,2}?\S+)\s+((?:the|its)\s+(?:[a-z]+\s+){1,3}?(?:of|for)\s+it)$", re.I)
 NESTED_HEAD, NESTED_INNER, NESTED_MARGIN = 0.7, 0.8, 0.05  # "rot13 the capital of it": see _nested
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
@@ -480,7 +486,7 @@ class HeuristicPlanner:
             closing = (n == 0 and _SALUTATION.match(step)) or (n == len(steps) - 1 and _SIGN_OFF.match(step))
             if closing and len(_words(step)) <= 4 and score < self.split_score:
                 explain.append(f"{step!r} is no step: a greeting or sign-off (best {brick} {score:.2f})")
-            elif not seq and re.match(_PURPOSE, step, re.I) and "it" not in _words(step):
+            elif not seq and _PURPOSE_START.match(step) and "it" not in _words(step):
                 explain.append(f"{step!r} is no step: it says why or for what")
             elif not seq and score < self.aside_score:
                 explain.append(f"{step!r} is no step: no sequencing word sets it in the sequence and it retrieves "
