@@ -18,12 +18,11 @@ Writes benchmarks/results/out_of_scope.json.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from composer import Composer, ComposerError
 from composer.defaults.build import text_lines
-from composer.defaults.skills import annotated_requests
+from composer.defaults.skills import annotated_requests, request_wording
 from composer.library import BrickLibrary
 from composer.modes import choose_step
 
@@ -39,8 +38,7 @@ def in_domain(library: BrickLibrary) -> list[tuple[str, str]]:
     for rows in annotated_requests():
         for row in rows:
             if len(row["skills"]) == 1:
-                text = re.sub(r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
-                text = " ".join(re.sub(r"\s*:\s*it\W*$", "", text).split()).strip(" ,.;:?!-")
+                text = request_wording(row)
                 if text.lower() not in on_cards[row["skills"][0]]:
                     out.append((text, row["skills"][0]))
     return out

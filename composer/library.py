@@ -218,20 +218,19 @@ class BrickLibrary:
 
     def set_out_of_scope(self, texts: Sequence[str]) -> list[str]:
         """Record the library's out-of-scope requests (replacing the list; deduplicated, in order)."""
-        kept: list[str] = []
+        kept: dict[str, str] = {}  # lower case -> as first given
         for text in texts:
             if not isinstance(text, str) or not text.strip():
                 raise LibraryError(f"an out-of-scope request must be non-empty text, got {text!r}")
             text = " ".join(text.split())
             if len(text) > OUT_OF_SCOPE_CHARS:
                 raise LibraryError(f"out-of-scope request longer than {OUT_OF_SCOPE_CHARS} characters: {text[:40]!r}...")
-            if text.lower() not in {k.lower() for k in kept}:
-                kept.append(text)
+            kept.setdefault(text.lower(), text)
         if len(kept) > OUT_OF_SCOPE_LIMIT:
             raise LibraryError(f"{len(kept)} out-of-scope requests; at most {OUT_OF_SCOPE_LIMIT}")
         with self.locked():
-            write_json(self.root / META, self.meta.model_copy(update={"out_of_scope": kept}).model_dump())
-        return kept
+            write_json(self.root / META, self.meta.model_copy(update={"out_of_scope": list(kept.values())}).model_dump())
+        return list(kept.values())
 
     def generation(self) -> tuple:
         """Changes whenever a brick folder is added, replaced or removed (every write renames

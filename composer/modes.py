@@ -161,8 +161,8 @@ def choose_step(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger
                       "that skill's FFN neurons only",
                       hits=emergent, emergent=top.id)
     raise NoBrickError(f"no brick matches this step well enough (threshold {s.threshold}; closest: "
-                       f"{_shown_hits(sorted(hits, key=lambda h: -h.score))}); reword it, or use mode "
-                       "'base' to run the base model alone", sorted(hits, key=lambda h: -h.score)[:3])
+                       f"{_shown_hits(ranked)}); reword it, or use mode 'base' to run the base model alone",
+                       ranked[:3])
 
 
 def choose(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger) -> Choice:

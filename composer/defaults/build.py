@@ -202,8 +202,6 @@ def build_index(out: Path, index_dir: Path) -> None:
 
 PAYLOAD_VARIANTS = 4  # copies of each request with another request's payload (cross-corpus: +3% plans)
 COMMAND_PAYLOADS = Path(__file__).resolve().parent / "command_payloads.txt"  # payloads that read as instructions
-
-
 OUT_OF_SCOPE_FILE = Path(__file__).resolve().parent / "out_of_scope.txt"  # requests no default brick does
 
 

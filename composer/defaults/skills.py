@@ -286,21 +286,20 @@ def annotated_requests(folder: Path = REQUESTS) -> list[list[dict]]:
             for path in sorted(folder.glob("*.jsonl"))]
 
 
+def request_wording(row: dict) -> str:
+    """An annotated request as the planner's retrieval query reads it: the payload replaced by
+    "it", and dropped with its colon when it ends the request ("uppercase: it" -> "uppercase")."""
+    text = re.sub(r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
+    return " ".join(re.sub(r"\s*:\s*it\W*$", "", text).split()).strip(" ,.;:?!-")
+
+
 def request_paraphrases(skill_id: str, limit: int = REQUEST_PARAPHRASES) -> list[str]:
     """How the annotated requests ask for one skill alone, with the payload replaced by "it"
     (as the planner's retrieval query reads): "gimme it in full caps"; a payload that ends the
     request after a colon is dropped with its colon ("uppercase: it" -> "uppercase"), an earlier
     colon kept ("Ticket 2291: please reverse the letters of"). In file order, the request files
     taking turns, deduplicated."""
-    per_file = []
-    for rows in annotated_requests():
-        texts = []
-        for row in rows:
-            if row["skills"] == [skill_id]:
-                text = re.sub(r"""["']?\b""" + re.escape(row["payload"]) + r"""\b["']?""", "it", row["instruction"], count=1)
-                text = re.sub(r"\s*:\s*it\W*$", "", text)
-                texts.append(" ".join(text.split()).strip(" ,.;:?!-"))
-        per_file.append(texts)
+    per_file = [[request_wording(row) for row in rows if row["skills"] == [skill_id]] for rows in annotated_requests()]
     seen, out = set(_BENCHMARK_WORDINGS) | {"it"}, []
     for text in (t for group in itertools.zip_longest(*per_file) for t in group if t):
         if text.lower() not in seen:
