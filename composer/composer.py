@@ -111,7 +111,7 @@ class Composer:
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only
         self._scratch = tempfile.TemporaryDirectory(prefix="composer-merges-")  # merge-mode bricks
         self._merges: OrderedDict[str, str] = OrderedDict()
-        self._formats: dict[str, PromptFormat] = {}
+        self._format: tuple[tuple, PromptFormat] | None = None  # (library generation, format)
         self._lock = threading.RLock()  # one request batch at a time; the engine is shared
 
     @classmethod
@@ -137,11 +137,14 @@ class Composer:
     @property
     def prompt(self) -> PromptFormat:
         """The prompt format of the library's bricks (the base's default for an empty one):
-        every step renders in it, so a brick runs in the format it was trained in."""
-        name = resolve_format(self.library.prompt_format, bool(self.library.ids()), self.engine.tokenizer)
-        if name not in self._formats:
-            self._formats[name] = prompt_format(name, self.engine.tokenizer)
-        return self._formats[name]
+        every step renders in it, so a brick runs in the format it was trained in. Resolved
+        again only when the library's generation moves: listing its bricks stats every card
+        folder, 200 ms a run at 10,000 bricks."""
+        generation = self.library.generation()
+        if self._format is None or self._format[0] != generation:
+            name = resolve_format(self.library.prompt_format, bool(self.library.ids()), self.engine.tokenizer)
+            self._format = (generation, prompt_format(name, self.engine.tokenizer))
+        return self._format[1]
 
     # -- verbs ---------------------------------------------------------------------------
     def retrieve(self, query: str, k: int = 3) -> list[BrickHit]:

@@ -40,7 +40,7 @@ from composer.index import BrickHit, OutOfScopeHit
 
 @dataclass(frozen=True)
 class ModeSettings:
-    threshold: float = 0.45     # below: no brick is trusted, run the base alone
+    threshold: float = 0.43     # below: no brick is trusted (scores pool two cosines: index.POOL)
     margin: float = 0.03        # auto: a runner-up closer than this makes the step a close call in the trace
     k: int = 3                  # bricks a mixture may combine
     temperature: float = 0.05   # mixture weights: softmax(score / temperature) (LoraRetriever-style)

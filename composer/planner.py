@@ -257,7 +257,7 @@ class HeuristicPlanner:
     """
 
     def __init__(self, search: Search | None = None, library=None, split_score: float = 0.5,
-                 payload_score: float = 0.35, tagger: Tagger | None = None, aside_score: float = 0.45):
+                 payload_score: float = 0.35, tagger: Tagger | None = None, aside_score: float = 0.43):
         self.search, self.library, self.tagger = search, library, tagger
         self.split_score, self.payload_score, self.aside_score = split_score, payload_score, aside_score
         # what the planner remembers about the library, dropped together when it changes

@@ -30,8 +30,8 @@ import numpy as np
 from composer.storage import read_checked, write_checked
 
 WEIGHTS, META = "retriever.safetensors", "retriever.json"
-FORMAT = 1
-RANK, STEPS, LR, TEMPERATURE, IDENTITY_PULL, SEED = 64, 200, 3e-3, 0.2, 1e-2, 0
+FORMAT = 2  # 2: A and B hold the average of SEEDS maps
+RANK, STEPS, LR, TEMPERATURE, IDENTITY_PULL, SEEDS = 64, 200, 3e-3, 0.2, 1e-2, 4
 PER_BRICK = 64  # texts of each brick in a training step's batch
 log = logging.getLogger(__name__)
 _WORD = re.compile(r"[A-Za-z]+")
@@ -108,41 +108,62 @@ def cards_hash(library) -> str:
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()
 
 
+def _fit(x, y, seeds: list[int], rank: int, steps: int, lr: float, temperature: float, pull: float,
+         per_brick: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(A, B, final loss) per seed: residual maps trained side by side on embedded texts `x` with
+    labels `y`, each from its own generator (start and batches), in one batched loop."""
+    import torch
+
+    dim = x.shape[1]
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    a = torch.nn.Parameter(torch.stack([torch.randn(dim, rank, generator=g) / dim ** 0.5 for g in gens]))
+    b = torch.nn.Parameter(torch.zeros(len(seeds), rank, dim))
+    opt = torch.optim.Adam([a, b], lr=lr)
+    members = [torch.nonzero(y == k).flatten() for k in range(int(y.max()) + 1)]
+    losses = torch.zeros(len(seeds))
+    for _ in range(steps):
+        rows = torch.stack([torch.cat([m[torch.randperm(len(m), generator=g)[:per_brick]] for m in members])
+                            for g in gens])
+        xb, yb = x[rows], y[rows]  # (seeds, batch, dim), (seeds, batch)
+        eye = torch.eye(rows.shape[1], dtype=torch.bool)
+        same = (yb[:, :, None] == yb[:, None, :]) & ~eye
+        z = torch.nn.functional.normalize(xb + (xb @ a) @ b, dim=-1)
+        logits = ((z @ z.transpose(1, 2)) / temperature).masked_fill(eye, -1e9)
+        log_prob = logits - torch.logsumexp(logits, dim=2, keepdim=True)
+        pos = (log_prob * same).sum(2) / same.sum(2).clamp(min=1)
+        has = same.any(2)
+        losses = -(pos * has).sum(1) / has.sum(1).clamp(min=1) + pull * ((a @ b) ** 2).sum((1, 2))
+        opt.zero_grad()
+        losses.sum().backward()  # the maps share no parameter: each gets its own loss's gradient
+        opt.step()
+    return [(a[n].detach().numpy(), b[n].detach().numpy(), float(losses[n].detach())) for n in range(len(seeds))]
+
+
 def train_projection(base, pairs: list[tuple[str, str]], rank: int = RANK, steps: int = STEPS,
                      lr: float = LR, temperature: float = TEMPERATURE, pull: float = IDENTITY_PULL,
-                     per_brick: int = PER_BRICK, seed: int = SEED) -> tuple[np.ndarray, np.ndarray, float]:
-    """(A, B, final loss): supervised contrastive training of the residual map.
+                     per_brick: int = PER_BRICK, seeds: int = SEEDS) -> tuple[np.ndarray, np.ndarray, float]:
+    """(A, B, mean final loss): the average of `seeds` maps trained with supervised contrast.
 
     Each step contrasts a batch of up to `per_brick` texts of every brick, drawn afresh: the
     loss is quadratic in the batch, so a full batch of all texts would make adding a brick to a
-    library of a few thousand card texts cost a minute instead of seconds."""
+    library of a few thousand card texts cost a minute instead of seconds.
+
+    One map's answers on wordings near a boundary depend on its seed (its start and its
+    batches), and so on any change to the cards, which redraws the batches. The maps are
+    linear, so the average of several is one map of rank `seeds * rank` (A side by side, B
+    stacked and divided by `seeds`), and it moves less from one training to the next
+    (`benchmarks/retrieval_choices.py --seeds`). The texts are embedded once and the maps
+    trained together, one batched loop."""
     import torch
 
     labels = sorted({b for b, _ in pairs})
     y = torch.tensor([labels.index(b) for b, _ in pairs])
     x = torch.tensor(np.asarray(base.encode([t for _, t in pairs], normalize_embeddings=True,
                                             convert_to_numpy=True), dtype=np.float32))
-    dim = x.shape[1]
-    gen = torch.Generator().manual_seed(seed)
-    a = torch.nn.Parameter(torch.randn(dim, rank, generator=gen) / dim ** 0.5)
-    b = torch.nn.Parameter(torch.zeros(rank, dim))
-    opt = torch.optim.Adam([a, b], lr=lr)
-    members = [torch.nonzero(y == k).flatten() for k in range(len(labels))]
-    loss = torch.tensor(0.0)
-    for _ in range(steps):
-        rows = torch.cat([m[torch.randperm(len(m), generator=gen)[:per_brick]] for m in members])
-        xb, yb = x[rows], y[rows]
-        eye = torch.eye(len(rows), dtype=torch.bool)
-        same = (yb[:, None] == yb[None, :]) & ~eye
-        z = torch.nn.functional.normalize(xb + (xb @ a) @ b, dim=-1)
-        logits = ((z @ z.T) / temperature).masked_fill(eye, -1e9)
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        pos = (log_prob * same).sum(1) / same.sum(1).clamp(min=1)
-        loss = -pos[same.any(1)].mean() + pull * ((a @ b) ** 2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return a.detach().numpy(), b.detach().numpy(), float(loss.detach())
+    fits = _fit(x, y, list(range(seeds)), rank, steps, lr, temperature, pull, per_brick)
+    a = np.concatenate([f[0] for f in fits], axis=1)
+    b = np.concatenate([f[1] for f in fits], axis=0) / seeds
+    return a, b, float(np.mean([f[2] for f in fits]))
 
 
 def _load(folder: Path, want: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -161,7 +182,7 @@ def brick_embedder(library, folder: str | Path, base_name: str | None = None, ba
     folder = Path(folder)
     base_name = base_name or default_embedder_path()
     base = base if base is not None else load_embedder(base_name)
-    want = {"format": FORMAT, "base": Path(base_name).name, "cards_sha256": cards_hash(library), "rank": RANK}
+    want = {"format": FORMAT, "base": Path(base_name).name, "cards_sha256": cards_hash(library), "rank": RANK, "seeds": SEEDS}
     found = None if retrain else _load(folder, want)
     try:
         if found is None:

@@ -134,3 +134,28 @@ def test_out_of_scope_requests_are_indexed_but_never_a_hit(tmp_path, embedder):
     assert counting.texts == 1  # only the query was embedded
     library.set_out_of_scope([])
     assert index.search_scoped(["say it in german"])[0].out_of_scope is None and "~out-of-scope" not in index.rows
+
+
+def test_a_brick_scores_the_mean_of_its_best_two_cosines(tmp_path, embedder):
+    """Against brute force over every vector: the pooled scores and their order."""
+    import numpy as np
+
+    cards = CARDS + [("wide", "Count the letters.", [f"count letters of word {n}" for n in range(3)]),
+                     ("reverse", "Spell the text backwards.", ["Mirror the letters"]),
+                     ("capital", "Name the capital city of the country.", ["Its capital city"]),
+                     ("antonym", "Give the word of opposite meaning.", ["Opposite of it"]),
+                     ("rot13", "Encode the text with rot13.", ["Scramble it"]),
+                     ("acronym", "Make an acronym of the words.", ["Initials of it"])]
+    library = make_library(tmp_path / "lib", cards)
+    index = BrickIndex(library, tmp_path / "idx", embedder).load_or_build()
+    queries = ["write it in capital letters", "how many letters", "say it backwards", "the city that governs it"]
+    q = embedder.encode(queries, normalize_embeddings=True)
+    for k in (1, 2, 3, 8):
+        for n, hits in enumerate(index.search_many(queries, k)):
+            want = {}
+            for card in library.cards():
+                v = embedder.encode(card.text_for_index(), normalize_embeddings=True) @ q[n]
+                want[card.id] = float(np.sort(v)[-2:].mean())
+            ranked = sorted(want.items(), key=lambda item: -item[1])[:k]
+            assert [h.id for h in hits] == [b for b, _ in ranked]
+            assert [h.score for h in hits] == pytest.approx([s for _, s in ranked], abs=1e-4)

@@ -81,14 +81,14 @@ def test_mixture_weights_are_the_documented_softmax_by_value():
 
 
 def test_shipped_auto_rule_defaults():
-    """The auto rule as shipped: trust bricks from 0.45, a runner-up within 0.03 is a close call."""
+    """The auto rule as shipped: trust bricks from 0.43, a runner-up within 0.03 is a close call."""
     shipped = ModeSettings()
-    assert (shipped.threshold, shipped.margin, shipped.k, shipped.temperature) == (0.45, 0.03, 3, 0.05)
+    assert (shipped.threshold, shipped.margin, shipped.k, shipped.temperature) == (0.43, 0.03, 3, 0.05)
     assert "close call" not in choose(hits(("a", 0.60), ("b", 0.565)), "auto", shipped).note  # lead 0.035
     tie = choose(hits(("a", 0.60), ("b", 0.575)), "auto", shipped)  # lead 0.025
     assert (tie.mode, tie.mix) == ("single", {"a": 1.0}) and "close call: b 0.57" in tie.note
-    assert choose(hits(("a", 0.449), ("b", 0.40)), "auto", shipped).mode == "base"
-    assert choose(hits(("a", 0.45), ("b", 0.10)), "auto", shipped).mode == "single"
+    assert choose(hits(("a", 0.429), ("b", 0.40)), "auto", shipped).mode == "base"
+    assert choose(hits(("a", 0.43), ("b", 0.10)), "auto", shipped).mode == "single"
 
 
 def test_a_step_nearer_an_out_of_scope_request_than_any_brick_is_refused():

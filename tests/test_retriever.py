@@ -117,3 +117,21 @@ def test_the_default_refuses_near_domain_requests_its_bricks_do_not_do():
         with pytest.raises(NoBrickError, match="out-of-scope request|no brick matches"):
             c.run(request)
     assert c.run("Translate milk into French").output == "lait"
+
+
+def test_the_trained_map_is_the_average_of_one_map_per_seed(base):
+    """A side by side, B stacked over the seed count: x A B is the mean of each seed's x A_s B_s,
+    and training the seeds together in one batched loop gives each the map it gets alone."""
+    import numpy as np
+    import torch
+
+    pairs = [("up", "make it all caps"), ("up", "uppercase it"), ("up", "shout it"),
+             ("rev", "spell it backwards"), ("rev", "reverse the letters"), ("rev", "mirror it")]
+    a, b, _ = retriever.train_projection(base, pairs, rank=4, steps=5, seeds=3)
+    assert a.shape == (base.get_embedding_dimension(), 12) and b.shape == (12, base.get_embedding_dimension())
+    x = torch.tensor(base.encode([t for _, t in pairs], normalize_embeddings=True))
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    per_seed = [retriever._fit(x, y, [seed], 4, 5, retriever.LR, retriever.TEMPERATURE, retriever.IDENTITY_PULL,
+                               retriever.PER_BRICK)[0][:2] for seed in range(3)]  # each seed trained alone
+    assert np.allclose(a @ b, sum(sa @ sb for sa, sb in per_seed) / 3, atol=1e-6)
+    assert not np.allclose(per_seed[0][0], per_seed[1][0])  # the seeds differ

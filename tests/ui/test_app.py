@@ -8,7 +8,7 @@ import pytest
 
 from composer.workspace import ROOT
 
-CONTROLS = dict(mode="auto", k=3, threshold=0.45, decoding="greedy", temperature=0.7, top_p=0.9, seed=None)
+CONTROLS = dict(mode="auto", k=3, threshold=0.43, decoding="greedy", temperature=0.7, top_p=0.9, seed=None)
 
 
 @pytest.fixture(scope="session", autouse=True)
