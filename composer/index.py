@@ -3,8 +3,8 @@
 Each brick contributes several vectors (title + description, then each example
 instruction); a query's score for a brick is the mean of its best POOL (2) cosines over that
 brick's vectors. The best one alone lets a single stray wording of another brick win a
-near-synonym query; with two, two wordings must agree (`benchmarks/retrieval_pool.py` measures
-both on wordings no card holds). The index is persisted as `bricks.faiss` plus
+near-synonym query; with two, two wordings must agree (`benchmarks/retrieval_choices.py`
+measures both on wordings no card holds). The index is persisted as `bricks.faiss` plus
 `bricks.json` (never pickle). The JSON names the embedder, the FAISS file's hash, the rows
 (one brick id per vector) with their own hash, and the hash of every indexed card's texts;
 any mismatch with the library or the files — or JSON of any other shape — means rebuild,
@@ -264,9 +264,8 @@ class BrickIndex:
             return [Retrieval(hits=[]) for _ in queries]
         # the k-th best brick by its best vector has that vector within the first (k + 1) * widest
         # rows (the out-of-scope requests count as one more "brick"); the bricks with a vector
-        # there are ranked by their pooled scores. A brick with none there pools at most the last
-        # row's score: looking further until the k-th pooled score clears it made a run at
-        # 10,000 bricks cost 100 ms instead of 25 (the planner retrieves many candidate splits)
+        # there are ranked by their pooled scores. A brick with none there pools at most the
+        # last row's score and is left out: finding it would mean reading every brick's vectors
         vectors = self._embed(queries)
         scores, idx = index.search(vectors, min(len(rows), (k + 1) * widest))
         results = []

@@ -182,7 +182,8 @@ def brick_embedder(library, folder: str | Path, base_name: str | None = None, ba
     folder = Path(folder)
     base_name = base_name or default_embedder_path()
     base = base if base is not None else load_embedder(base_name)
-    want = {"format": FORMAT, "base": Path(base_name).name, "cards_sha256": cards_hash(library), "rank": RANK, "seeds": SEEDS}
+    want = {"format": FORMAT, "base": Path(base_name).name, "cards_sha256": cards_hash(library), "rank": RANK,
+            "seeds": SEEDS}
     found = None if retrain else _load(folder, want)
     try:
         if found is None:
