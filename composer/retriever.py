@@ -10,9 +10,9 @@ texts are its negatives. The base embedder stays frozen; on top of it a residual
 all same-brick texts as positives, temperature `TEMPERATURE`) plus a pull towards identity, so
 wordings the cards never saw keep the base's geometry.
 
-The map is persisted beside the index as `retriever.safetensors` + `retriever.json` (a few
-hundred KB), keyed by the hash of the cards' texts and the base embedder's name; a library
-whose cards changed trains a new one (seconds on CPU). Anything unreadable or failing falls
+The map is persisted beside the index as `retriever.safetensors` + `retriever.json` (770 KB
+for the default), keyed by the hash of the cards' texts and the base embedder's name; a
+library whose cards changed trains a new one (seconds on CPU). Anything unreadable or failing falls
 back to the untrained embedder, never to an error.
 """
 
