@@ -5,6 +5,7 @@ the test's temp folder.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_chat_then_bricks_search(browser, served, shots):
     answer(page, "WORLD BIG HELLO").wait_for()
     assert chat.get_by_text("Step 1: Reverse the words → reverse_words").is_visible()
     assert chat.get_by_text("Step 2: uppercase → uppercase").is_visible()
-    note = chat.get_by_text("single brick uppercase (score 1.00)")  # inside the step: hits, mode, weights, time
+    note = chat.get_by_text(re.compile(r"single brick uppercase \(score \d\.\d\d\)"))  # inside the step: hits, mode, weights, time
     page.wait_for_timeout(1000)  # finished steps fold themselves; open the last one after that
     if not note.is_visible():
         chat.get_by_text("Step 2: uppercase → uppercase").click()
