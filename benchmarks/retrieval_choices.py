@@ -54,22 +54,16 @@ def pooling(c: Composer, steps: list[tuple[str, str]], ood: list[str]) -> dict:
 
 def seed_averaging(c: Composer, steps: list[tuple[str, str]]) -> dict:
     base = c.index.embedder.base
-    pairs = retriever.training_texts(c.library)
-    labels = sorted({b for b, _ in pairs})
-    import torch
-
-    x = torch.tensor(np.asarray(base.encode([t for _, t in pairs], normalize_embeddings=True), dtype=np.float32))
-    y = torch.tensor([labels.index(b) for b, _ in pairs])
+    x, y = retriever.embed_pairs(base, retriever.training_texts(c.library))
     maps = [fit[:2] for fit in retriever._fit(x, y, list(range(2 * retriever.SEEDS)), retriever.RANK, retriever.STEPS,
                                               retriever.LR, retriever.TEMPERATURE, retriever.IDENTITY_PULL,
                                               retriever.PER_BRICK)]
     vocabulary = retriever.vocabulary(c.library)
 
     def first(group: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
-        a = np.concatenate([m[0] for m in group], axis=1)
-        b = np.concatenate([m[1] for m in group], axis=0) / len(group)
+        embedder = retriever.ProjectedEmbedder(base, *retriever.average(group), vocabulary)
         with tempfile.TemporaryDirectory() as folder:
-            index = BrickIndex(c.library, folder, retriever.ProjectedEmbedder(base, a, b, vocabulary), "map").build()
+            index = BrickIndex(c.library, folder, embedder, "map").build()
             return [hits[0].id for hits in index.search_many([s for s, _ in steps], 1)]
 
     def right(ranked: list[str]) -> float:

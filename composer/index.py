@@ -186,16 +186,13 @@ class BrickIndex:
 
     def _set(self, index, rows: list[str], texts: dict[str, str], cards: dict[str, BrickCard]) -> None:
         self._index, self._rows, self._texts = index, rows, texts
-        counts: dict[str, int] = {}
-        for brick in rows:
-            counts[brick] = counts.get(brick, 0) + 1
-        self._widest = max(counts.values(), default=1)
         positions: dict[str, list[int]] = {}
         for n, brick in enumerate(rows):
             positions.setdefault(brick, []).append(n)
         self._members = {brick: np.array(n, dtype=np.int64) for brick, n in positions.items()}
+        self._widest = max(map(len, positions.values()), default=1)
         self._kinds = {}
-        for brick in counts:
+        for brick in positions:
             if brick in cards:
                 self._kinds[cards[brick].kind] = self._kinds.get(cards[brick].kind, 0) + 1
         # the n-th out-of-scope row holds the n-th text: they are embedded, and dropped, together

@@ -154,16 +154,24 @@ def train_projection(base, pairs: list[tuple[str, str]], rank: int = RANK, steps
     stacked and divided by `seeds`), and it moves less from one training to the next
     (`benchmarks/retrieval_choices.py --seeds`). The texts are embedded once and the maps
     trained together, one batched loop."""
+    fits = _fit(*embed_pairs(base, pairs), list(range(seeds)), rank, steps, lr, temperature, pull, per_brick)
+    return (*average([f[:2] for f in fits]), float(np.mean([f[2] for f in fits])))
+
+
+def embed_pairs(base, pairs: list[tuple[str, str]]):
+    """(x, y) tensors for `_fit`: the texts embedded by the frozen base, and their brick's label."""
     import torch
 
     labels = sorted({b for b, _ in pairs})
     y = torch.tensor([labels.index(b) for b, _ in pairs])
     x = torch.tensor(np.asarray(base.encode([t for _, t in pairs], normalize_embeddings=True,
                                             convert_to_numpy=True), dtype=np.float32))
-    fits = _fit(x, y, list(range(seeds)), rank, steps, lr, temperature, pull, per_brick)
-    a = np.concatenate([f[0] for f in fits], axis=1)
-    b = np.concatenate([f[1] for f in fits], axis=0) / seeds
-    return a, b, float(np.mean([f[2] for f in fits]))
+    return x, y
+
+
+def average(maps: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) of the mean of linear maps x A_s B_s: A side by side, B stacked over their count."""
+    return np.concatenate([a for a, _ in maps], axis=1), np.concatenate([b for _, b in maps], axis=0) / len(maps)
 
 
 def _load(folder: Path, want: dict) -> tuple[np.ndarray, np.ndarray] | None:
