@@ -11,7 +11,9 @@ looking at the planner or any results) and measured once before its failures wer
 tuned on. `blind` is a fourth split, written blind like fresh after fresh had been looked at;
 its requests are never read or tuned on. `holdout` is a fifth split with blind's counts and mix, written
 later without looking at the planner, the retriever or any results; it too is never read or tuned on.
-Expected outputs come from the skills' truth.
+`unseen` is a sixth, written by a helper session that read nothing of the repository, only a
+description of the twelve skills (`data/phrasings_unseen.json`, merged in below); its phrasings
+are read by this script only. Expected outputs come from the skills' truth.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from composer.defaults.skills import BRICK_SKILLS, SKILLS, card_examples
 
 DATA = Path(__file__).resolve().parent / "data"
-SPLITS = ("dev", "test", "fresh", "blind", "holdout")
+SPLITS = ("dev", "test", "fresh", "blind", "holdout", "unseen")
 
 # {x}: the payload as is; {X}: the payload title-cased (people capitalise names). A phrasing
 # without a placeholder takes its payload through input=.
@@ -539,12 +541,33 @@ THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "r
 JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
 CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
 TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
-TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1, "holdout": 1}  # later splits: test's keys, none of dev's
-SINGLE_OFFSET = {"fresh": 3, "blind": 5, "holdout": 8}  # where a split starts in its payloads (0 unless named):
+TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1, "holdout": 1, "unseen": 1}  # later splits: test's keys, none of dev's
+SINGLE_OFFSET = {"fresh": 3, "blind": 5, "holdout": 8, "unseen": 2}  # where a split starts in its payloads (0 unless named):
 # fresh's, blind's and holdout's singles skip the table keys of the earlier splits' singles (holdout's capitals,
 # whose half is nearly used up, as far as it goes)
 CHAIN_SEED = {"holdout": "chains:holdout:99"}  # a chain seed other than f"chains:{split}": holdout's is the first
 # whose colon/quotes/input mix of chains equals blind's
+
+
+def _merge_json_split(split: str, singles: int = 10) -> None:
+    """Add a split written apart as JSON ({"single", "step", "inline_first": {skill: [phrasing]},
+    "string_payloads": [...]}) to the tables above. Its writer could not see the cards, so a
+    phrasing that repeats a card example is skipped (the writer gave spares), and a payload
+    another split holds is skipped too."""
+    data = json.loads((DATA / f"phrasings_{split}.json").read_text())
+    examples = {e.lower() for s in BRICK_SKILLS for e in card_examples(s)}
+
+    def fresh(phrasings: list[str]) -> list[str]:
+        return [p for p in phrasings if p.replace("{x}", "").replace("{X}", "").strip(' :"?').lower() not in examples]
+
+    for table, key, limit in ((SINGLE, "single", singles), (STEP, "step", None), (INLINE_FIRST, "inline_first", None)):
+        for skill, phrasings in data[key].items():
+            table.setdefault(skill, {})[split] = fresh(phrasings)[:limit]
+    taken = {p for payloads in STRING_PAYLOADS.values() for p in payloads}
+    STRING_PAYLOADS[split] = [p for p in data["string_payloads"] if p not in taken]
+
+
+_merge_json_split("unseen")
 
 
 def _fill(template: str, x: str) -> dict:

@@ -277,7 +277,10 @@ REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, w
 REQUEST_PARAPHRASES = 80  # per card: how users asked for the skill in the annotated requests
 # Request wordings that the composition benchmark also uses (written independently): kept off the
 # cards, as the benchmark must never repeat a card example (benchmarks/composition_data.py checks).
-_BENCHMARK_WORDINGS = frozenset(("title-case it", "acronymize it", "pluralise it", "translate it to french"))
+_BENCHMARK_WORDINGS = frozenset(("acronymize", "acronymize it", "caps lock this", "disemvowel", "english to french",
+                                 "get rid of the vowels", "is this review good or bad", "pluralise it",
+                                 "positive or negative", "reverse the letters", "rot13", "rot13 encode it",
+                                 "title-case it", "translate it to french"))
 
 
 def annotated_requests(folder: Path = REQUESTS) -> list[list[dict]]:
