@@ -57,6 +57,21 @@ def score(c: Composer, brick_id: str, texts: list[str]) -> dict:
     return out
 
 
+def table(result: dict) -> str:
+    """README's table: exact match per brick and case (inputs the skill changes), one column per
+    run label in the order the runs were made; "-" where a run left a brick out."""
+    labels = list(result)
+    bricks = list(dict.fromkeys(b for label in labels for b in result[label] if b != "payloads"))
+    lines = ["| brick | case | inputs | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
+    for b in bricks:
+        first = next(result[label][b] for label in labels if b in result[label])
+        for case, r in first.items():
+            if r["n"]:
+                cells = [f"{result[label][b][case]['exact']:.1%}" if b in result[label] else "-" for label in labels]
+                lines.append(f"| `{b}` | {case} | {r['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bricks", type=Path, default=ROOT / "bricks", help="a library holding the string bricks")

@@ -102,12 +102,14 @@ def table(result: dict | None = None) -> str:
     """README's "Composition quality" table (`benchmarks/readme_tables.py` puts it there; it
     reads every split's JSON itself, `result` is unused): the test split before (label
     `before`) and after, then the splits written blind, each as first measured (label `first`)
-    and now: `fresh` (tuned on after its first run), `blind` (never read), and `holdout`
-    (never read; first run at the end of its round, then once more after one more change)."""
+    and now: `fresh` (tuned on after its first run), `blind` (never read), `holdout`
+    (never read; first run at the end of its round, then once more after one more change) and
+    `unseen` (never read; run on the code before and after the round it was written in)."""
     runs = [(label, RESULTS / f"composition_{name}.json") for label, name in
             (("test before", "test_before"), ("test", "test"), ("fresh, first run", "fresh_first"),
              ("fresh, tuned on", "fresh"), ("blind, first run", "blind_first"), ("blind", "blind"),
-             ("holdout, first run", "holdout_first"), ("holdout", "holdout"))]
+             ("holdout, first run", "holdout_first"), ("holdout", "holdout"),
+             ("unseen, before this round", "unseen_before"), ("unseen", "unseen"))]
     runs = [(label, json.loads(path.read_text())["summary"]) for label, path in runs if path.is_file()]
     rows = [("retrieval top-1", "retrieval_top1", ">= 0.97"), ("retrieval top-3", "retrieval_top3", ">= 0.995"),
             ("single-step exact", "single_exact", ">= 0.95"), ("two-step chains exact", "two_step_exact", ">= 0.92"),
@@ -128,7 +130,7 @@ def table(result: dict | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "holdout"], default="dev")
+    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "holdout", "unseen"], default="dev")
     parser.add_argument("--label", default="", help="suffix of the result file (e.g. 'before')")
     parser.add_argument("--show-failures", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
