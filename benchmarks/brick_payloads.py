@@ -47,7 +47,7 @@ def score(c: Composer, brick_id: str, texts: list[str]) -> dict:
     for case, recase in CASES.items():
         # surrounding whitespace ignored, as the build's exact match does: the truth of "i love
         # pizza" without vowels opens with a space no step output keeps
-        rows = [(x, skill.answer(x).strip()) for x in map(recase, texts) if skill.answer(x) != x]
+        rows = [(x, y.strip()) for x in map(recase, texts) if (y := skill.answer(x)) != x]
         got: list[str] = []
         for i in tqdm(range(0, len(rows), BATCH), desc=f"{brick_id} {case}", leave=False):
             chunk = [x for x, _ in rows[i:i + BATCH]]

@@ -549,16 +549,25 @@ CHAIN_SEED = {"holdout": "chains:holdout:99"}  # a chain seed other than f"chain
 # whose colon/quotes/input mix of chains equals blind's
 
 
+def _card_examples() -> set[str]:
+    return {e.lower() for s in BRICK_SKILLS for e in card_examples(s)}
+
+
+def _bare(phrasing: str) -> str:
+    """A phrasing as a card example would read it: no payload placeholder, quotes or colon."""
+    return phrasing.replace("{x}", "").replace("{X}", "").strip(' :"?').lower()
+
+
 def _merge_json_split(split: str, singles: int = 10) -> None:
     """Add a split written apart as JSON ({"single", "step", "inline_first": {skill: [phrasing]},
     "string_payloads": [...]}) to the tables above. Its writer could not see the cards, so a
     phrasing that repeats a card example is skipped (the writer gave spares), and a payload
     another split holds is skipped too."""
     data = json.loads((DATA / f"phrasings_{split}.json").read_text())
-    examples = {e.lower() for s in BRICK_SKILLS for e in card_examples(s)}
+    examples = _card_examples()
 
     def fresh(phrasings: list[str]) -> list[str]:
-        return [p for p in phrasings if p.replace("{x}", "").replace("{X}", "").strip(' :"?').lower() not in examples]
+        return [p for p in phrasings if _bare(p) not in examples]
 
     for table, key, limit in ((SINGLE, "single", singles), (STEP, "step", None), (INLINE_FIRST, "inline_first", None)):
         for skill, phrasings in data[key].items():
@@ -685,12 +694,11 @@ def classes(item: dict) -> list[str]:
 
 def check(items: list[dict]) -> None:
     """No instruction repeats a card example; every payload fits the default's input rules."""
-    examples = {e.lower() for s in BRICK_SKILLS for e in card_examples(s)}
+    examples = _card_examples()
     phrasings = [p for table in (SINGLE, STEP, INLINE_FIRST) for by_split in table.values()
                  for split in by_split.values() for p in split]
     for phrasing in phrasings:
-        bare = phrasing.replace("{x}", "").replace("{X}", "").strip(' :"?').lower()
-        assert bare not in examples, f"{phrasing!r} repeats a card example"
+        assert _bare(phrasing) not in examples, f"{phrasing!r} repeats a card example"
     for item in items:
         assert item["instruction"].lower() not in examples, item
         payload = _payload_of(item)
