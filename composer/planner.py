@@ -294,7 +294,9 @@ class HeuristicPlanner:
                   for piece in (self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment])
                   for s in (self._nested(piece, explain) if self.search else [piece])]
         if self.search and len(marked) > 1:
-            marked = self._drop_asides(self._merge_restated(marked, explain), explain)
+            # restatements merge again once the asides between them are gone ("... spelled backwards. The
+            # town is it. Would you mind reversing it?")
+            marked = self._merge_restated(self._drop_asides(self._merge_restated(marked, explain), explain), explain)
         steps = [s for s, _ in marked]
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."

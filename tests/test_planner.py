@@ -299,6 +299,15 @@ def test_a_restated_step_is_one_step(guided):
 
 
 @needs_default
+def test_a_restated_step_merges_across_a_dropped_aside(guided):
+    """Context that asks for the brick, then an aside naming the payload, then the request:
+    once the aside is gone the two neighbours are one step worded twice."""
+    plan = guided.plan("We label every server in all caps. This one is blue falcon. Uppercase it, please.")
+    assert plan.payload == "blue falcon" and [s.instruction for s in plan.steps] == ["Uppercase it, please"]
+    assert any("is no step" in line for line in plan.explain) and any("one step" in line for line in plan.explain)
+
+
+@needs_default
 @pytest.mark.parametrize("text, payload, step", [
     ("spell rocket ship backwards. my nephew thinks it's hilarious", "rocket ship", "spell it backwards"),
     ("what's the opposite of brave? we're writing a story", "brave", "what's the opposite of it"),
