@@ -7,11 +7,13 @@ wordings, so this measures the planner's rules on them (segmentation, asides, pa
 delimiters), not its reach on new wordings — the composition benchmark's `blind` and `holdout`
 splits measure that.
 
-Writes benchmarks/results/corpus_plans.json.
+Writes benchmarks/results/corpus_plans.json (`--label first`: corpus_plans_first.json, the
+planner on corpora before they were trained on).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -24,6 +26,9 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "corp
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", default="", help="write corpus_plans_<label>.json instead")
+    results = RESULTS.with_stem(f"{RESULTS.stem}_{label}") if (label := parser.parse_args().label) else RESULTS
     c = Composer.from_default()
     out = {}
     for corpus in sorted(REQUESTS.glob("*.jsonl")):
@@ -37,8 +42,8 @@ def main() -> None:
               f"{sum(chains.values())} chains); {dict(sorted(counts.items()))}", flush=True)
     total = {key: sum(v[key] for v in out.values()) for key in ("requests", "chains", "right", "right_chains")}
     print(f"all      {total['right']:4d} of {total['requests']} right ({total['right_chains']} of {total['chains']} chains)")
-    RESULTS.write_text(json.dumps({"corpora": out, "total": total}, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    results.write_text(json.dumps({"corpora": out, "total": total}, indent=1) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":
