@@ -88,13 +88,15 @@ Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queri
 
 _INPUT_EQ = re.compile(r"""\b(input|text)\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
 _QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])""", re.I)
-_ARROW = r"(?:->|=>|\|>|-{1,2}|\u2013|\u2014)"  # arrows and spaced dashes: "happy cat -> upper"
+# arrows, pipes and spaced dashes: "happy cat -> upper", "calf → plural → caps", "rot13 it | caps it"
+_ARROW = r"(?:->|=>|\|>|>{1,2}|\||-{1,2}|\u2013|\u2014|\u2192|\u21d2|\u279c)"
 _NUMBERED = re.compile(r"(?:^|\s)(?:step\s*\d+\s*[:.)-]|\(?\d+[.)])\s+", re.I)  # "1.", "(2)", "Step 3:"
 _TIMES = "week|weekend|month|year|time|day|door|morning|afternoon|evening|night|summer|winter|spring|autumn"  # "next month"
 _CUES = re.compile(
-    rf"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|next(?!\s+(?:{_TIMES})\b)|finally)\b,?"
+    rf"\s*(?:;|\n+|(?<=[a-z0-9\"'])[.!?](?:\s+|$)|,?\s*\b(?:and\s+)?(?:then|after\s+that|afterwards|followed\s+by|next(?!\s+(?:{_TIMES})\b)|finally)\b,?"
     rf"|\s{_ARROW}\s)\s*", re.I)  # arrows and spaced dashes too: "happy cat -> upper"
-_AFTER_COLON = re.compile(r"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|next|finally)\b[,]?\s*", re.I)
+_AFTER_COLON = re.compile(rf"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|followed\s+by|next|finally)\b[,]?\s*"
+                          rf"|\s+{_ARROW}\s+", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 _VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # where "input=..." may stop
 _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
@@ -108,7 +110,7 @@ _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)
 # separators a step may split on, if retrieval agrees: commas, "and", and the space after the
 # payload's "it" ("plural of it in uppercase", "capital of it backwards") unless what follows
 # says what it becomes ("abbreviate it to its initials", "turn it into an acronym")
-_WEAK = re.compile(r"\s*,\s*|\s+(?:and|\+)\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
+_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
@@ -201,8 +203,11 @@ def _owner(token: str) -> str | None:
     return m.group(1) if m and m.group(1).lower() not in _NOT_OWNERS else None
 
 
+_PIECE_EDGE = " ,.;:?!|>\u2192"  # punctuation, a pipe or an arrow left at a step's end
+
+
 def _clean(piece: str) -> str:
-    return _FILLER.sub("", piece.strip(" ,.;:?!")).strip(" ,.;:?!")
+    return _FILLER.sub("", piece.strip(_PIECE_EDGE)).strip(_PIECE_EDGE)
 
 
 def split_steps(text: str) -> list[str]:

@@ -22,6 +22,12 @@ def steps(text, **kw):
     ("translate to french. then reverse: cat", "cat", ["translate to french", "reverse"]),
     ("make it plural, next capitalize it, finally reverse: goose", "goose", ["make it plural", "capitalize it", "reverse"]),
     ("Remove the vowels; afterwards reverse the words input='red fox'", "red fox", ["Remove the vowels", "reverse the words"]),
+    # pipelines written with arrows, pipes and "followed by"
+    ("capital → backwards → caps: egypt", "egypt", ["capital", "backwards", "caps"]),
+    ("rot13 it | uppercase it | input=late night radio", "late night radio", ["rot13 it", "uppercase it"]),
+    ("caps > reverse the words: maple syrup", "maple syrup", ["caps", "reverse the words"]),
+    ("make it plural followed by rot13: goose", "goose", ["make it plural", "rot13"]),
+    ("french translation: sugar | reverse the letters", "sugar", ["french translation", "reverse the letters"]),
 ])
 def test_splits_steps_and_finds_payload(text, payload, expected):
     assert steps(text) == (payload, expected)
@@ -245,6 +251,12 @@ def test_commas_and_and_split_only_when_every_piece_retrieves(guided):
     assert [s.instruction for s in plan.steps] == ["remove the vowels", "reverse it"]
     plan = guided.plan("Uppercase salt and pepper")
     assert plan.payload == "salt and pepper" and [s.instruction for s in plan.steps] == ["Uppercase it"]
+
+
+@needs_default
+def test_but_splits_like_and_when_both_pieces_retrieve(guided):
+    plan = guided.plan("antonym of early but in uppercase")
+    assert plan.payload == "early" and [s.instruction for s in plan.steps] == ["antonym of it", "in uppercase"]
 
 
 @needs_default
