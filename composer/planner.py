@@ -86,7 +86,8 @@ class Planner(Protocol):
 
 Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queries, k -> hits per query
 
-_INPUT_EQ = re.compile(r"""\b(input|text)\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
+_KEYS = "input|text|word|phrase|term|noun|country|review|string|value"  # "input=red fox", "country=peru"
+_INPUT_EQ = re.compile(rf"""\b({_KEYS})\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
 _QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])""", re.I)
 # arrows, pipes and spaced dashes: "happy cat -> upper", "calf → plural → caps", "rot13 it | caps it"
 _ARROW = r"(?:->|=>|\|>|>{1,2}|\||-{1,2}|\u2013|\u2014|\u2192|\u21d2|\u279c)"
@@ -98,7 +99,10 @@ _CUES = re.compile(
 _AFTER_COLON = re.compile(rf"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwards|followed\s+by|next|finally)\b[,]?\s*"
                           rf"|\s+{_ARROW}\s+", re.I)
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
-_VALUE_END = re.compile(r"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+", re.I)  # where "input=..." may stop
+# where "input=..." may stop: a line break or another "key=" surely, a comma, sentence end, arrow,
+# pipe or parenthesis when a step follows
+_VALUE_END = re.compile(rf"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+|\s+{_ARROW}\s+|\s+(?=\()|\s+(?=[a-z_]+\s*=)", re.I)
+_KEY = re.compile(r"[a-z_]+\s*=", re.I)
 _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
             r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
 _ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  # closing a step
@@ -311,12 +315,16 @@ class HeuristicPlanner:
 
     def _value_then_step(self, text: str, payload: str, how: str) -> tuple[str, str, str]:
         """"input=welcome aboard, make it all caps": an unquoted value runs to the end and left
-        no step. It ends at its first line break, or at the first comma, semicolon or sentence
-        end whose next piece retrieves a brick confidently ("make it all caps", "op=rot13")."""
+        no step. It ends at its first line break or next "key=" ("input=gold star op=backwards"),
+        or at the first comma, semicolon, sentence end, arrow, pipe or parenthesis whose next
+        piece retrieves a brick confidently ("make it all caps", "| rot13")."""
         for m in _VALUE_END.finditer(payload):
             head, rest = payload[: m.start()].strip(), payload[m.end():].strip()
+            if rest.startswith("(") and rest.endswith(")"):  # "input=library (english to french)"
+                rest = rest[1:-1]
             piece = _clean(_VALUE_END.split(rest, maxsplit=1)[0])
-            if head and rest and ("\n" in m.group() or (piece and self._best([piece])[0][1] >= self.split_score)):
+            sure = "\n" in m.group() or _KEY.match(rest)
+            if head and rest and (sure or (piece and self._best([piece])[0][1] >= self.split_score)):
                 return f"{text} {rest}".strip(), head, f"{how}, up to the step after it"
         return text, payload, how
 

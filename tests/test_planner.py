@@ -214,6 +214,19 @@ def test_a_payload_before_the_instruction(guided):
 
 @needs_default
 @pytest.mark.parametrize("text, payload, steps", [
+    ("input=silver moon op=backwards", "silver moon", ["op=backwards"]),  # another key= ends the value
+    ("input=night market | rot13", "night market", ["rot13"]),
+    ("input=paper plane -> acronym", "paper plane", ["acronym"]),
+    ("word=mouse (plural)", "mouse", ["plural"]),
+    ("country=kenya, capital please", "kenya", ["capital please"]),
+])
+def test_a_key_value_payload_ends_where_a_step_starts(guided, text, payload, steps):
+    plan = guided.plan(text)
+    assert (plan.payload, [s.instruction for s in plan.steps]) == (payload, steps)
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
     ("happy cat -> upper", "happy cat", ["upper"]),
     ("strip the vowels, then spell it backwards - magic carpet", "magic carpet",
      ["strip the vowels", "spell it backwards"]),
