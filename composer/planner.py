@@ -127,6 +127,8 @@ _SIGN_OFF = re.compile(r"(?:thanks|thank you|ta|thx|cheers|regards|kind regards|
                        r"warm(?:est)? regards|many thanks|with thanks|sincerely|yours|much (?:appreciated|obliged))\b", re.I)
 _AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
 _REFERENCES = frozenset(("that", "this", "those", "these"))  # "write that French word backwards"
+_NAMES_RESULT = _REFERENCES | {"it", "them", "result", "answer", "output"}  # what a step acts on
+CONTEXT_SCORE = 0.7  # a sentence naming no payload, beside one that does, is a step only above this
 _SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
@@ -491,11 +493,15 @@ class HeuristicPlanner:
         sign-off last that retrieves under `split_score` ("Dear assistant", "Thanks, Juliette"),
         and pieces that no sequencing word sets in the sequence and no brick would run (best
         score under `aside_score`: "Ticket #4412", "I need it for a poem"), or that say why or
-        for what without the payload ("It's for the letterhead", "For a hashtag"). Kept when no step
-        would run, so that the request fails as unknown; "then copy the text" stays a step."""
+        for what without the payload ("It's for the letterhead", "For a hashtag"), or that name
+        neither the payload nor a result ("it", "that", "the result") beside a step that does and
+        retrieve under CONTEXT_SCORE ("Geography labels need capitals. Could you capitalize it?").
+        Kept when no step would run, so that the request fails as unknown; "then copy the text"
+        stays a step."""
         best = self._best([step for step, _ in steps])
         if max(score for _, score in best) < self.aside_score:
             return steps
+        names = [bool(set(_words(step)) & _NAMES_RESULT) for step, _ in steps]
         kept = []
         for n, ((step, seq), (brick, score)) in enumerate(zip(steps, best)):
             closing = (n == 0 and _SALUTATION.match(step)) or (n == len(steps) - 1 and _SIGN_OFF.match(step))
@@ -506,6 +512,9 @@ class HeuristicPlanner:
             elif not seq and score < self.aside_score:
                 explain.append(f"{step!r} is no step: no sequencing word sets it in the sequence and it retrieves "
                                f"no brick to run (best {brick or 'none'} {score:.2f} < {self.aside_score})")
+            elif not seq and not names[n] and score < CONTEXT_SCORE and any(names[:n] + names[n + 1:]):
+                explain.append(f"{step!r} is no step: it names neither the payload nor a result, another step does, "
+                               f"and it retrieves no brick surely (best {brick} {score:.2f} < {CONTEXT_SCORE})")
             else:
                 kept.append((step, seq))
         return kept or steps

@@ -347,6 +347,21 @@ def test_a_sentence_that_retrieves_no_brick_is_no_step(guided, text, payload, st
 
 
 @needs_default
+@pytest.mark.parametrize("text, payload, step", [
+    ("The kids keep forgetting capitals. Please capitalize each word of maple leaf avenue.", "maple leaf avenue",
+     "capitalize each word of it"),
+    ("Flashcards for French club tonight. What is apple in French? Just one word.", "apple", "What is it in French"),
+])
+def test_context_that_names_no_payload_is_no_step(guided, text, payload, step):
+    """A sentence naming neither the payload nor a result, beside a step that does, is context
+    unless it retrieves a brick surely; "Translate dog into French. Uppercase the result." keeps both."""
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == [step]
+    assert any("names neither the payload nor a result" in line for line in plan.explain)
+    assert len(guided.plan("Translate dog into French. Uppercase the result.").steps) == 2
+
+
+@needs_default
 def test_a_greeting_and_a_sign_off_are_no_steps(guided):
     plan = guided.plan("Dear assistant,\n\ncould you reverse the word order of slow and steady, then uppercase it?"
                        "\n\nThanks, Ingrid")
