@@ -560,18 +560,20 @@ def _bare(phrasing: str) -> str:
 
 def _merge_json_split(split: str, singles: int = 10) -> None:
     """Add a split written apart as JSON ({"single", "step", "inline_first": {skill: [phrasing]},
-    "string_payloads": [...]}) to the tables above. Its writer could not see the cards, so a
-    phrasing that repeats a card example is skipped (the writer gave spares), and a payload
-    another split holds is skipped too."""
+    "string_payloads": [...]}) to the tables above. Its writer could not see the cards, so the
+    phrasings that repeated a card example when it was merged are skipped (the writer gave
+    spares; `phrasings_<split>_skipped.json`, frozen then, so that later cards cannot change the
+    split: `check` fails on a new repeat, and its wording goes into the cards' kept-off list),
+    and a payload another split holds is skipped too."""
     data = json.loads((DATA / f"phrasings_{split}.json").read_text())
-    examples = _card_examples()
+    skipped = json.loads((DATA / f"phrasings_{split}_skipped.json").read_text())
 
-    def fresh(phrasings: list[str]) -> list[str]:
-        return [p for p in phrasings if _bare(p) not in examples]
+    def fresh(phrasings: list[str], key: str) -> list[str]:
+        return [p for p in phrasings if p not in skipped[key]]
 
     for table, key, limit in ((SINGLE, "single", singles), (STEP, "step", None), (INLINE_FIRST, "inline_first", None)):
         for skill, phrasings in data[key].items():
-            table.setdefault(skill, {})[split] = fresh(phrasings)[:limit]
+            table.setdefault(skill, {})[split] = fresh(phrasings, key)[:limit]
     taken = {p for payloads in STRING_PAYLOADS.values() for p in payloads}
     STRING_PAYLOADS[split] = [p for p in data["string_payloads"] if p not in taken]
 
