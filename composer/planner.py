@@ -3,8 +3,9 @@
 Step 1 reads the payload; every later step reads the previous step's output. The heuristic
 planner is deterministic and explains itself in `Plan.explain`:
 
-1. The payload: passed as `input`, else after `input=...` (an unquoted value that leaves no
-   step ends at its line break, or where a piece that retrieves a brick starts) or in a call's
+1. The payload: passed as `input`, else after `input=...`, `word=...`, `country=...` (an
+   unquoted value that leaves no step ends at its line break or the next "key=", or where a
+   piece that retrieves a brick starts: after a comma, arrow, pipe, ...) or in a call's
    parentheses ("rot13(hello world)"); else, with a tagger, its most
    probable span in the whole request when the tagger is at least TAG_CONFIDENCE sure of it
    ("for the escape room: get the capital of nepal" — a colon that marks no payload); else
@@ -19,9 +20,9 @@ planner is deterministic and explains itself in `Plan.explain`:
    word's own retrieval score for that brick says which it is) — and the best span wins, unless
    the step scores better whole. A possessive payload is its owner: "What is Kenya's capital?"
    reads Kenya, and "What is its capital".
-2. Steps: split on sequencing cues ("then", "and then", "after that", "next", "finally", ";",
-   sentence ends, numbered lists, arrows, spaced dashes); then, with a search function, on
-   commas, "and", "+" and after the payload's "it" ("capital of it backwards") when — and only
+2. Steps: split on sequencing cues ("then", "and then", "after that", "followed by", "next",
+   "finally", ";", sentence ends, numbered lists, arrows, pipes, spaced dashes); then, with a
+   search function, on commas, "and", "but", "+" and after the payload's "it" ("capital of it backwards") when — and only
    when — every piece retrieves a brick with at least `split_score` (IT_CUT_MARGIN more after
    "it"), neighbouring pieces retrieve different bricks, the pieces retrieve on average no
    worse than the whole step does (less SPLIT_MARGIN) and the whole does not ask for one
@@ -42,7 +43,10 @@ planner is deterministic and explains itself in `Plan.explain`:
    (best score under `aside_score`, the composer's threshold) is no step — a ticket number, an
    aside ("I need it for a poem") — nor is a short greeting first or sign-off last ("Dear
    assistant", "Kind regards, Marcus"); they are dropped when another step does retrieve a
-   brick. An unknown command in the sequence ("then copy the text") stays, to fail as unknown.
+   brick. So is a sentence that names neither the payload nor a result ("it", "that", "the
+   result") beside a step that does, unless it retrieves a brick at CONTEXT_SCORE ("The kids
+   keep forgetting capitals."); restated steps merge again once such asides are gone. An
+   unknown command in the sequence ("then copy the text") stays, to fail as unknown.
 """
 
 from __future__ import annotations
