@@ -526,7 +526,8 @@ class HeuristicPlanner:
     # -- inline payloads ---------------------------------------------------------------
     def _tagged_payload(self, text: str) -> tuple[str, str | None, str]:
         """(the request with its payload replaced by "it", the payload, why) when the tagger's
-        most probable payload span in the whole request has probability TAG_CONFIDENCE or more;
+        most probable payload span in the whole request has probability TAG_CONFIDENCE or more
+        among the one-span readings;
         else (text, None, ""). Delimiters mislead when a request uses a colon for something
         else ("for the escape room: get the capital of nepal"); the tagger read them in
         context when it was trained."""
@@ -535,9 +536,13 @@ class HeuristicPlanner:
         tags = self.tagger(text)
         if not tokens or len(tags) != len(tokens):
             return original, None, ""
-        i, j = max(((i, j) for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)),
-                   key=lambda s: sum(tags[s[0]:s[1]]))  # the span of largest log-odds is the most probable
-        log_p = sum(_log_sigmoid(t if i <= n < j else -t) for n, t in enumerate(tags))
+        # A request has one payload span. Labelling words i..j-1 as payload weighs exp(their
+        # log-odds' sum) times a factor shared by every labelling, so among the one-span readings
+        # P(span) is a softmax over spans: a stray word read as payload in a long message ("We
+        # label every server in all caps. This one is blue falcon.") costs only its own weight.
+        spans = {(i, j): sum(tags[i:j]) for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)}
+        (i, j), top = max(spans.items(), key=lambda s: s[1])
+        log_p = -math.log(sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
         payload = raw.strip(_EDGE)
         if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload):

@@ -138,9 +138,7 @@ def test_an_inline_payload_stops_where_the_next_step_starts(guided, text, payloa
 @needs_default
 @pytest.mark.parametrize("text, payload, steps", [
     ("What is Kenya's capital city?", "Kenya", ["What is its capital city"]),
-    pytest.param("cold's opposite please", "cold", ["its opposite please"], marks=pytest.mark.xfail(
-        strict=True, reason="the tagger trained on eleven corpora reads cold's at log-odds 1.0 (p=0.73 < 0.9), "
-                            "and the rules then keep the step whole")),
+    ("cold's opposite please", "cold", ["its opposite please"]),
     ("Tell me Chile's capital and then reverse it", "Chile", ["Tell me its capital", "reverse it"]),
     # an 's inside the payload, or at its end with nothing after, is the payload's own
     ("uppercase the dog's bowl", "the dog's bowl", ["uppercase it"]),
@@ -289,6 +287,9 @@ def test_a_modifier_after_a_comma_stays_with_its_step(guided):
     ("midnight train: rot13 first, then all caps", "midnight train", 2),
     # a chatty request whose payload sits mid-sentence, its comma kept for the next step
     ("my sister wants lazy sunday morning without vowels, then flip the word order", "lazy sunday morning", 2),
+    # context first: a word of it the tagger half reads as payload does not unsettle the span
+    ("Server names here are always written in full caps. The new one is blue falcon. Uppercase it, please.",
+     "blue falcon", 1),
 ])
 def test_a_confident_tagger_finds_the_payload_in_the_whole_request(guided, text, payload, steps):
     plan = guided.plan(text)
