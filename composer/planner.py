@@ -22,10 +22,10 @@ planner is deterministic and explains itself in `Plan.explain`:
    reads Kenya, and "What is its capital".
 2. Steps: split on sequencing cues ("then", "and then", "after that", "followed by", "next",
    "finally", ";", sentence ends, numbered lists, arrows, pipes, spaced dashes); then, with a
-   search function, on commas, "and", "but", "+" and after the payload's "it" ("capital of it backwards") when — and only
-   when — every piece retrieves a brick with at least `split_score` (IT_CUT_MARGIN more after
-   "it"), neighbouring pieces retrieve different bricks, the pieces retrieve on average no
-   worse than the whole step does (less SPLIT_MARGIN) and the whole does not ask for one
+   search function, on commas, "and", "but", "+" and after the payload's "it" ("capital of it
+   backwards") when — and only when — every piece retrieves a brick with at least
+   `split_score` (IT_CUT_MARGIN more after "it"), neighbouring pieces retrieve different
+   bricks, the pieces retrieve on average no worse than the whole step does (less SPLIT_MARGIN) and the whole does not ask for one
    piece's brick more clearly than that piece alone (retrieval-guided segmentation: "remove
    the vowels and reverse it" splits; "uppercase salt and pepper", "Help me with my French
    homework, translate" and "write it the other way round, one letter at a time" do not;
@@ -540,7 +540,8 @@ class HeuristicPlanner:
         # log-odds' sum) times a factor shared by every labelling, so among the one-span readings
         # P(span) is a softmax over spans: a stray word read as payload in a long message ("We
         # label every server in all caps. This one is blue falcon.") costs only its own weight.
-        spans = {(i, j): sum(tags[i:j]) for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)}
+        prefix = list(itertools.accumulate(tags, initial=0.0))
+        spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)}
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
