@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks.composition_data import SPLITS
 from composer import Composer, ComposerError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ def table(result: dict | None = None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=["dev", "test", "fresh", "blind", "holdout", "unseen"], default="dev")
+    parser.add_argument("--split", choices=SPLITS, default="dev")
     parser.add_argument("--label", default="", help="suffix of the result file (e.g. 'before')")
     parser.add_argument("--show-failures", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

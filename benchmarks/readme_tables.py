@@ -23,7 +23,8 @@ BLOCK = re.compile(r"(<!-- table: (\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 def render(text: str) -> str:
     """README text with every marked table regenerated from its JSON."""
-    sys.path[:0] = [str(HERE), *sorted({str(p.parent) for p in (HERE.parent / "examples").glob("*/*.py")})]
+    # a script by its name, and the repository root for the package imports it makes as `-m benchmarks.NAME`
+    sys.path[:0] = [str(HERE), str(HERE.parent), *sorted({str(p.parent) for p in (HERE.parent / "examples").glob("*/*.py")})]
 
     def fill(m: re.Match) -> str:
         path = HERE / "results" / f"{m.group(2)}.json"  # none: the script reads several files itself

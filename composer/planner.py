@@ -105,8 +105,8 @@ _AFTER_COLON = re.compile(rf"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwar
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 # where "input=..." may stop: a line break or another "key=" surely, a comma, sentence end, arrow,
 # pipe or parenthesis when a step follows
-_VALUE_END = re.compile(rf"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+|\s+{_ARROW}\s+|\s+(?=\()|\s+(?=[a-z_]+\s*=)", re.I)
-_KEY = re.compile(r"[a-z_]+\s*=", re.I)
+_KEY = re.compile(r"[a-z_]+\s*=", re.I)  # "op=", "lang ="
+_VALUE_END = re.compile(rf"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+|\s+{_ARROW}\s+|\s+(?=\()|\s+(?={_KEY.pattern})", re.I)
 _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
             r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
 _ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  # closing a step
