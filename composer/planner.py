@@ -25,8 +25,9 @@ planner is deterministic and explains itself in `Plan.explain`:
    search function, on commas, "and", "but", "+" and after the payload's "it" ("capital of it
    backwards") when — and only when — every piece retrieves a brick with at least
    `split_score` (IT_CUT_MARGIN more after "it"), neighbouring pieces retrieve different
-   bricks, the pieces retrieve on average no worse than the whole step does (less SPLIT_MARGIN) and the whole does not ask for one
-   piece's brick more clearly than that piece alone (retrieval-guided segmentation: "remove
+   bricks, the pieces retrieve on average no worse than the whole step does (less
+   SPLIT_MARGIN) and the whole does not ask for one piece's brick more clearly than that
+   piece alone (retrieval-guided segmentation: "remove
    the vowels and reverse it" splits; "uppercase salt and pepper", "Help me with my French
    homework, translate" and "write it the other way round, one letter at a time" do not;
    "reverse it, and reverse it again" does). Last, neighbouring steps whose best customized
