@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
@@ -354,7 +354,10 @@ class _Batch:
                 except ComposerError as err:
                     err.args = (f"step {depth + 1} ({q!r}): {err}",)
                     self.fail(i, err)
-            for (i, q, choice, prompt, task), (out, ms, tokens) in zip(rows, self.generate(rows)):
+            outs = self.generate(rows)
+            for n, row, out in self.runner_ups(rows, outs, current):
+                rows[n], outs[n] = row, out
+            for (i, q, choice, prompt, task), (out, ms, tokens) in zip(rows, outs):
                 if out is None:
                     continue
                 step = self.step(q, current[i], choice, out, ms, tokens, task)
@@ -366,6 +369,21 @@ class _Batch:
         return [self.failed[i] if i in self.failed else
                 Result(instruction=plans[i].instruction, output=current[i], plan=plans[i], steps=traces[i])
                 for i in range(len(self.instructions))]
+
+    def runner_ups(self, rows: list, outs: list, current: dict[int, str]):
+        """(index, row, out) for each close call whose top brick left its input unchanged and
+        whose runner-up (`Choice.runner_up`, run in one more batch) changed it."""
+        redo = [n for n, (row, out) in enumerate(zip(rows, outs))
+                if out[0] is not None and row[2].runner_up is not None and out[0].strip() == current[row[0]]]
+        again = []
+        for n in redo:
+            i, q, choice, _, _ = rows[n]
+            alt = replace(choice.runner_up, hits=choice.hits)
+            task = self.c.task(alt, q)
+            again.append((i, q, alt, self.c.prompt.render(task, current[i]), task))
+        for n, row, out in zip(redo, again, self.generate(again)):
+            if out[0] is not None and out[0].strip() != current[row[0]]:
+                yield n, row, out
 
     def step(self, query: str, input: str, choice: Choice, out: str, ms: float, prompt_tokens: int,
              task: str) -> StepResult:

@@ -2,7 +2,10 @@
 
 Each mode is a small function `(hits, settings, merger) -> Choice` in one registry. `auto`
 (the planner's default) runs the top brick alone; when the runner-up is within `margin` the
-trace calls it a close call and names it. It never blends on its own: on the near-tied steps
+trace calls it a close call and names it, and if the top brick returns its input unchanged the
+runner-up runs instead and its output is kept when it changes the input: a step asks for a
+change, and "reverse it" on one word reads as `reverse_words` as readily as `reverse` (one
+word's word order is itself). It never blends on its own: on the near-tied steps
 of the request corpora (`benchmarks/near_ties.py`) the top brick alone was right far more
 often than a blend of the tied skills, which is mostly neither ("HEL", "friendses"). A step
 whose best brick scores under `threshold` runs on the base alone whatever the mode, and the
@@ -73,6 +76,7 @@ class Choice:
     note: str
     hits: list[BrickHit] = field(default_factory=list)  # the lane's hits, shown in the trace
     emergent: str | None = None  # the emergent brick whose neuron mask the row runs under
+    runner_up: "Choice | None" = None  # auto: what runs instead if this leaves its input unchanged
 
 
 def _eligible(hits: list[BrickHit], s: ModeSettings) -> list[BrickHit]:
@@ -181,5 +185,10 @@ def _auto(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
     close = [h for h in _eligible(hits, s)[1:] if hits[0].score - h.score < s.margin]
     if not close:
         return choice
-    return replace(choice, note=f"{choice.note}; a close call: {_shown_hits(close)} within {s.margin} of it "
-                                "(auto never blends; reword the step or ask for mode 'mixture')")
+    alt = close[0]
+    runner_up = Choice("single", {alt.id: 1.0}, [alt.id], {alt.id: 1.0},
+                       f"single brick {alt.id} (score {alt.score:.2f}), the close call's runner-up: "
+                       f"{hits[0].id} (score {hits[0].score:.2f}) left the input unchanged")
+    return replace(choice, runner_up=runner_up,
+                   note=f"{choice.note}; a close call: {_shown_hits(close)} within {s.margin} of it "
+                        "(auto never blends; reword the step or ask for mode 'mixture')")

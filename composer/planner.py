@@ -92,8 +92,8 @@ class Planner(Protocol):
 Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queries, k -> hits per query
 
 _KEYS = "input|text|word|phrase|term|noun|country|review|string|value"  # "input=red fox", "country=peru"
-_INPUT_EQ = re.compile(rf"""\b({_KEYS})\s*=\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
-_QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])""", re.I)
+_INPUT_EQ = re.compile(rf"""\b({_KEYS})\s*=(?!>)\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
+_QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])|\[([^\[\]]+)\]""", re.I)  # [brackets] too
 # arrows, pipes and spaced dashes: "happy cat -> upper", "calf → plural → caps", "rot13 it | caps it"
 _ARROW = r"(?:->|=>|\|>|>{1,2}|\||-{1,2}|\u2013|\u2014|\u2192|\u21d2|\u279c)"
 _NUMBERED = re.compile(r"(?:^|\s)(?:step\s*\d+\s*[:.)-]|\(?\d+[.)])\s+", re.I)  # "1.", "(2)", "Step 3:"
@@ -106,7 +106,7 @@ _AFTER_COLON = re.compile(rf"[.,;]?\s+\b(?:and\s+)?(?:then|after\s+that|afterwar
 _CALL = re.compile(r"\b([a-z][\w-]*)\(([^()]+)\)", re.I)  # rot13(hello world)
 # where "input=..." may stop: a line break or another "key=" surely, a comma, sentence end, arrow,
 # pipe or parenthesis when a step follows
-_KEY = re.compile(r"[a-z_]+\s*=", re.I)  # "op=", "lang ="
+_KEY = re.compile(r"[a-z_]+\s*=(?!>)", re.I)  # "op=", "lang ="
 _VALUE_END = re.compile(rf"\s*\n\s*|\s*[,;]\s+|(?<=[a-z0-9])[.!?]\s+|\s+{_ARROW}\s+|\s+(?=\()|\s+(?={_KEY.pattern})", re.I)
 _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # says why or for what
             r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
@@ -121,7 +121,7 @@ _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)
 # says what it becomes ("abbreviate it to its initials", "turn it into an acronym")
 _WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
-_EDGE = " \"'.,;:?!()“”"  # punctuation around a payload that is not part of it
+_EDGE = " \"'.,;:?!()[]“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
 _ASIDE_DASH = re.compile(r"^[ \t]*(?:-{1,2}|\u2013|\u2014)[ \t]+")  # a dash on the same line, not an arrow
 _SEP_START = re.compile(rf"^\s*(?:[:;]|{_ARROW}(?:\s|$))\s*")  # what starts the text after one
@@ -174,7 +174,7 @@ Tagger = Callable[[str], list[float]]  # composer.tagger.PayloadTagger: text -> 
 
 def _strip_quotes(text: str) -> str:
     text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+    if len(text) >= 2 and (text[0] == text[-1] and text[0] in "\"'" or text[0] + text[-1] == "[]"):
         return text[1:-1].strip()
     return text
 
@@ -332,7 +332,7 @@ class HeuristicPlanner:
             piece = _clean(_VALUE_END.split(rest, maxsplit=1)[0])
             sure = "\n" in m.group() or _KEY.match(rest)
             if head and rest and (sure or (piece and self._best([piece])[0][1] >= self.split_score)):
-                return f"{text} {rest}".strip(), head, f"{how}, up to the step after it"
+                return f"{text} {rest}".strip(), _strip_quotes(head), f"{how}, up to the step after it"
         return text, payload, how
 
     def _trim_aside(self, step: str, explain: list[str]) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -46,6 +47,17 @@ def test_chains_of_table_and_string_skills(c):
     r = c.run("Give the capital of the country, then make an acronym: united kingdom")
     assert [s.output for s in r.steps] == ["london", "L"]
     assert c.run("Make it plural and then give the antonym: child").steps[0].output == "children"
+
+
+def test_a_close_call_whose_top_brick_changes_nothing_runs_the_runner_up(c):
+    """"reverse the order" of one word: reverse_words leads reverse by 0.04 and returns the word
+    unchanged, so with a margin that makes it a close call, reverse runs and its output is kept."""
+    wide = replace(c.settings, margin=0.1)
+    one, many = c.run_batch(["reverse the order: moon", "reverse the order: big red moon"], settings=wide)
+    assert one.output == "noom" and one.steps[0].used == ["reverse"] and "left the input unchanged" in one.steps[0].note
+    assert one.steps[0].bricks[0].id == "reverse_words"
+    assert many.output == "moon red big" and many.steps[0].used == ["reverse_words"]
+    assert c.run("reverse the order: moon").output == "moon"  # no close call at the shipped margin
 
 
 def test_retrieve(c):

@@ -38,6 +38,8 @@ def test_auto_never_blends_a_close_call_but_names_it():
     assert (c.mode, c.mix, c.used) == ("single", {"a": 1.0}, ["a"])
     assert "close call: b 0.66, c 0.63 within 0.08" in c.note and "d 0.30" not in c.note
     assert "close call" not in choose(hits(("a", 0.70), ("b", 0.60)), "auto", S).note
+    assert c.runner_up.used == ["b"] and "runner-up: a (score 0.70) left the input unchanged" in c.runner_up.note
+    assert choose(hits(("a", 0.70), ("b", 0.60)), "auto", S).runner_up is None
 
 
 def test_below_threshold_runs_the_base_whatever_the_mode():

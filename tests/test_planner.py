@@ -65,6 +65,10 @@ def test_helpers():
     assert split_payload("rot13(hello world) -> upper") == ("rot13 -> upper", "hello world", "payload in parentheses")
     assert split_payload('reverse_words("blue sky")') == ("reverse_words", "blue sky", "payload in parentheses")
     assert split_payload("uppercase: f(x) = y") == ("uppercase", "f(x) = y", "payload after the colon")
+    # square brackets mark a payload like quotes (prompt templates: "backwards please [butterfly garden]")
+    assert split_payload("backwards please [butterfly garden]") == ("backwards please", "butterfly garden",
+                                                                    "payload in quotes")
+    assert split_payload("sentiment: [smart and funny]")[1] == "smart and funny"
     assert split_steps("p then q; r. s") == ["p", "q", "r", "s"]
     assert split_steps("p -> q => r |> s - t -- v") == ["p", "q", "r", "s", "t", "v"]
     # a piece of glue words only asks for nothing ("could you"); "next month" is no cue
@@ -217,6 +221,9 @@ def test_a_payload_before_the_instruction(guided):
     ("input=silver moon op=backwards", "silver moon", ["op=backwards"]),  # another key= ends the value
     ("input=night market | rot13", "night market", ["rot13"]),
     ("input=paper plane -> acronym", "paper plane", ["acronym"]),
+    ("word='friend' -> french", "friend", ["french"]),  # a quoted value cut at the arrow loses its quotes
+    ("no vowels, then capitalise each word => sandy beach", "sandy beach",  # "word =>" is an arrow, no key=
+     ["no vowels", "capitalise each word"]),
     ("word=mouse (plural)", "mouse", ["plural"]),
     ("country=kenya, capital please", "kenya", ["capital please"]),
 ])
