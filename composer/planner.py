@@ -556,7 +556,7 @@ class HeuristicPlanner:
         after = text[start + len(payload):]
         if owner:  # the 's that followed the owner
             after = "its" + after[2:]
-        before, after = text[:start].rstrip(" \"'“"), after.lstrip(" \"'”")
+        before, after = text[:start].rstrip(" \"'“["), after.lstrip(" \"'”]")
         sep = _SEP_END.search(before)
         if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
             if lead := _SEP_START.match(after):  # "never give up: words reversed"

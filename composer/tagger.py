@@ -45,7 +45,7 @@ def base_id(base_name: str) -> str:
 
 
 def _bare(token: str) -> str:
-    return token.strip("\"'.,;:?!()").lower()
+    return token.strip("\"'.,;:?!()[]“”").lower()
 
 
 def label(text: str, payload: str) -> list[int] | None:

@@ -307,7 +307,7 @@ def test_a_confident_tagger_finds_the_payload_in_the_whole_request(guided, text,
 def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
     """The planner's mechanics around a tagger's span, with fixed log-odds per word."""
     def tagger_for(payload_words):
-        return lambda text: [6.0 if w.strip(",:'") in payload_words else -6.0 for w in text.split()]
+        return lambda text: [6.0 if w.strip(",:'[]") in payload_words else -6.0 for w in text.split()]
 
     def plan(text, words):
         planner = HeuristicPlanner(lambda queries, k: [[] for _ in queries], tagger=tagger_for(words))
@@ -317,6 +317,7 @@ def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
     assert plan("never give up: words reversed", {"never", "give", "up"})[:2] == ("words reversed", "never give up")
     assert plan("put 'do not disturb' in caps", {"do", "not", "disturb"})[:2] == ("put it in caps", "do not disturb")
     assert plan("uppercase happy cat", {"happy", "cat"})[:2] == ("uppercase it", "happy cat")
+    assert plan("the plural of [hero] in rot13", {"hero"})[:2] == ("the plural of it in rot13", "hero")  # brackets go
     assert plan("is this positive? great food", {"great", "food"})[:2] == ("is this positive", "great food")
     # a span that is the whole request leaves no instruction: the rules decide ("hi" is no task)
     assert plan("hi there", {"hi", "there"})[1] is None

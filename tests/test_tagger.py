@@ -20,6 +20,7 @@ def test_label_marks_the_payload_words():
     assert label("uppercase good night", "bad") is None
     assert label("what is turkey's capital", "turkey") == [0, 0, 1, 0]  # the planner reads the owner
     assert label("what is turkeys capital", "turkey") is None
+    assert label("backwards please [butterfly garden]", "butterfly garden") == [0, 0, 1, 1]  # brackets delimit
 
 
 def test_string_requests_also_train_on_payloads_that_read_as_instructions():
