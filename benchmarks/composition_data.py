@@ -23,7 +23,7 @@ import json
 import random
 from pathlib import Path
 
-from composer.defaults.skills import BRICK_SKILLS, SKILLS, card_examples
+from composer.defaults.skills import BENCHMARK_WORDINGS, BRICK_SKILLS, SKILLS, card_examples, wording_hash
 
 DATA = Path(__file__).resolve().parent / "data"
 SPLITS = ("dev", "test", "fresh", "blind", "holdout", "unseen")
@@ -697,9 +697,7 @@ def classes(item: dict) -> list[str]:
 def check(items: list[dict]) -> None:
     """No instruction repeats a card example; every payload fits the default's input rules."""
     examples = _card_examples()
-    phrasings = [p for table in (SINGLE, STEP, INLINE_FIRST) for by_split in table.values()
-                 for split in by_split.values() for p in split]
-    for phrasing in phrasings:
+    for phrasing in _phrasings():
         assert _bare(phrasing) not in examples, f"{phrasing!r} repeats a card example"
     for item in items:
         assert item["instruction"].lower() not in examples, item
@@ -720,8 +718,22 @@ def build() -> dict[str, list[dict]]:
     return out
 
 
+def _phrasings() -> list[str]:
+    return [p for table in (SINGLE, STEP, INLINE_FIRST) for by_split in table.values()
+            for split in by_split.values() for p in split]
+
+
+def write_wording_hashes() -> None:
+    """The phrasings as the card build keeps them off the cards: hashed (composer.defaults.skills)."""
+    hashes = sorted({wording_hash(_bare(p)) for p in _phrasings()})
+    BENCHMARK_WORDINGS.write_text(json.dumps({"about": "sha256 (first 16 hex) of the composition benchmark's "
+                                              "phrasings, lower-cased: never card examples", "sha256": hashes},
+                                             indent=0) + "\n")
+
+
 def main() -> None:
     DATA.mkdir(exist_ok=True)
+    write_wording_hashes()
     for split, items in build().items():
         path = DATA / f"composition_{split}.jsonl"
         path.write_text("".join(json.dumps(i) + "\n" for i in items))

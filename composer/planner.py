@@ -389,7 +389,8 @@ class HeuristicPlanner:
     def _segment(self, segment: str, explain: list[str]) -> list[str]:
         """`segment` whole, or split at commas, "and" or after "it" where every piece retrieves
         confidently and neighbours retrieve different bricks; among such splits the one with
-        the most pieces, then the best mean score — unless the whole retrieves better: better
+        the most pieces, then the fewest cuts after "it" (no comma or "and" marks them), then
+        the best mean score — unless the whole retrieves better: better
         than its pieces on average (a modifier after a comma, "one letter at a time", retrieves
         some brick well enough alone, but the step it belongs to reads better whole), or its
         brick better than any piece alone does and no worse than the weakest piece its own (the
@@ -408,26 +409,25 @@ class HeuristicPlanner:
                     start = sep.end()
             pieces.append(_clean(segment[start:]))
             if all(set(_words(p)) - _GLUE for p in pieces):  # a cut after "it" needs surer pieces
-                bar = self.split_score + (IT_CUT_MARGIN if any(on and not sep.group().strip() for sep, on in zip(seps, cut))
-                                          else 0.0)
-                options.append((pieces, bar))
+                unmarked = sum(on and not sep.group().strip() for sep, on in zip(seps, cut))
+                options.append((pieces, self.split_score + (IT_CUT_MARGIN if unmarked else 0.0), unmarked))
         whole = _clean(segment)  # retrieved with the pieces: a split must read better than the whole
-        queries = sorted({whole} | {p for pieces, _ in options for p in pieces})
+        queries = sorted({whole} | {p for pieces, _, _ in options for p in pieces})
         hits = dict(zip(queries, self._search(queries)))
         scores = {q: (h[0].id, h[0].score) if h else ("", 0.0) for q, h in hits.items()}
         # every piece confident, and no two neighbours asking for the same brick: that is one
         # step worded twice ("Help me with my French homework, translate") unless the second
         # says "again"
-        confident = [p for p, bar in options if all(scores[q][1] >= bar for q in p)]
-        good = [(len(p), sum(scores[q][1] for q in p) / len(p), p) for p in confident
+        confident = [(p, unmarked) for p, bar, unmarked in options if all(scores[q][1] >= bar for q in p)]
+        good = [(len(p), -unmarked, sum(scores[q][1] for q in p) / len(p), p) for p, unmarked in confident
                 if all(scores[a][0] != scores[b][0] or set(_words(b)) & _AGAIN for a, b in zip(p, p[1:]))]
         if not good:
             if confident:
-                a, b = next((a, b) for a, b in zip(confident[0], confident[0][1:]) if scores[a][0] == scores[b][0])
+                a, b = next((a, b) for a, b in zip(confident[0][0], confident[0][0][1:]) if scores[a][0] == scores[b][0])
                 explain.append(f"{segment!r} stays one step: {a!r} and {b!r} both ask for {scores[a][0]}, "
                                "one step worded twice")
             return [segment]
-        _, mean, pieces = max(good, key=lambda g: (g[0], g[1]))
+        *_, mean, pieces = max(good, key=lambda g: g[:3])
         if mean < scores[whole][1] - SPLIT_MARGIN:
             explain.append(f"{segment!r} stays one step: whole it retrieves {scores[whole][0]} {scores[whole][1]:.2f}, "
                            f"better than its pieces ({mean:.2f} on average)")

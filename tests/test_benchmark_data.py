@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BUILD = """
 import json, sys
-from benchmarks.composition_data import build
-json.dump(build(), sys.stdout)
+from benchmarks.composition_data import _bare, _phrasings, build
+from composer.defaults.skills import wording_hash
+json.dump({"items": build(), "hashes": sorted({wording_hash(_bare(p)) for p in _phrasings()})}, sys.stdout)
 """
 
 
@@ -20,7 +21,10 @@ def test_composition_items_match_the_generator_and_repeat_no_card_example():
     out = subprocess.run([sys.executable, "-c", BUILD], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     built = json.loads(out.stdout)
-    for split, items in built.items():
+    for split, items in built["items"].items():
         path = ROOT / "benchmarks" / "data" / f"composition_{split}.jsonl"
         committed = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         assert committed == items, f"{path.name} differs from benchmarks.composition_data: rerun it"
+    # the card build keeps the phrasings off the cards by these hashes
+    shipped = json.loads((ROOT / "composer" / "defaults" / "benchmark_wordings.json").read_text())["sha256"]
+    assert shipped == built["hashes"], "benchmark_wordings.json is stale: rerun benchmarks.composition_data"

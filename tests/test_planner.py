@@ -326,6 +326,15 @@ def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
 
 
 @needs_default
+def test_a_split_at_commas_and_and_beats_one_after_it(guided):
+    """Two readings with two pieces each: "Flip it | around word by word, make ..." (a cut after
+    "it", which nothing marks; its pieces score better on average) loses to the comma's."""
+    plan = guided.plan("Flip salt and pepper around word by word, make the result title case")
+    assert plan.payload == "salt and pepper"
+    assert [s.instruction for s in plan.steps] == ["Flip it around word by word", "make the result title case"]
+
+
+@needs_default
 def test_a_restated_step_is_one_step(guided):
     """A sentence that asks for the same brick again is an aside, unless it says "again"."""
     plan = guided.plan("put sunny day in full uppercase. no lowercase anywhere")

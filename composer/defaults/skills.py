@@ -10,6 +10,8 @@ steps chain.
 from __future__ import annotations
 
 import codecs
+import functools
+import hashlib
 import itertools
 import json
 import random
@@ -275,12 +277,31 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
 
 REQUESTS = Path(__file__).resolve().parent / "requests"  # annotated requests, written blind to the planner
 REQUEST_PARAPHRASES = 80  # per card: how users asked for the skill in the annotated requests
-# Request wordings that the composition benchmark also uses (written independently): kept off the
-# cards, as the benchmark must never repeat a card example (benchmarks/composition_data.py checks).
-_BENCHMARK_WORDINGS = frozenset(("acronymize", "acronymize it", "caps lock this", "disemvowel", "english to french",
-                                 "get rid of the vowels", "is this review good or bad", "pluralise it",
-                                 "positive or negative", "reverse the letters", "rot13", "rot13 encode it",
-                                 "title-case it", "translate it to french"))
+CHAIN_STEP_WORDINGS = 40  # per card: how the annotated chains word a step of the skill
+# The composition benchmark's phrasings (written independently), as sha256 hashes of their
+# lower-cased text: kept off the cards, as the benchmark must never repeat a card example
+# (benchmarks/composition_data.py checks, and writes this file), and hashed so that the card
+# code does not spell out a held-out benchmark's wordings.
+BENCHMARK_WORDINGS = Path(__file__).resolve().parent / "benchmark_wordings.json"
+
+
+@functools.cache
+def _benchmark_hashes() -> frozenset[str]:
+    return frozenset(json.loads(BENCHMARK_WORDINGS.read_text())["sha256"])
+
+
+def wording_hash(text: str) -> str:
+    return hashlib.sha256(text.lower().encode()).hexdigest()[:16]
+
+
+def _fresh_wordings(candidates, limit: int) -> list[str]:
+    """`candidates` deduplicated (any case), without "it" and the benchmark's phrasings, up to `limit`."""
+    seen, out = {"it"}, []
+    for text in candidates:
+        if text.lower() not in seen and wording_hash(text) not in _benchmark_hashes():
+            seen.add(text.lower())
+            out.append(text)
+    return out[:limit]
 
 
 # The corpora whose wordings go onto the cards. The four written later (classroom, creators,
@@ -312,16 +333,42 @@ def request_paraphrases(skill_id: str, limit: int = REQUEST_PARAPHRASES) -> list
     taking turns, deduplicated."""
     per_file = [[request_wording(row) for row in rows if row["skills"] == [skill_id]]
                 for rows in annotated_requests(names=CARD_CORPORA)]
-    seen, out = set(_BENCHMARK_WORDINGS) | {"it"}, []
-    for text in (t for group in itertools.zip_longest(*per_file) for t in group if t):
-        if text.lower() not in seen:
-            seen.add(text.lower())
-            out.append(text)
-    return out[:limit]
+    return _fresh_wordings((t for group in itertools.zip_longest(*per_file) for t in group if t), limit)
+
+
+_COMMA_AND = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+", re.I)
+# a piece that greets, signs off, files or thanks: the chain's pieces do not line up with its steps
+_NOT_A_STEP = re.compile(r"(?:hi|hello|hey|dear|good (?:morning|afternoon|evening)|thanks|thank you|many thanks|"
+                         r"best|regards|kind regards|cheers|ticket|sincerely)\b", re.I)
+
+
+def chain_step_wordings(skill_id: str, limit: int = CHAIN_STEP_WORDINGS) -> list[str]:
+    """How the annotated chains of the CARD_CORPORA word a step of this skill, the payload read
+    as "it" ("in capitals", "with a capital first letter", "then spell it backwards"): a chain
+    whose wording splits at sequencing cues, then at commas and "and", into exactly one piece
+    per skill, each of at most eight words and none a greeting or sign-off, gives each piece to
+    its skill. Single-skill requests word a whole task; a chain's
+    step is often a modifier, a wording no single request uses. In file order, deduplicated."""
+    from composer.planner import split_steps
+
+    def pieces(row: dict) -> list[str]:
+        out = split_steps(request_wording(row))
+        if len(out) < len(row["skills"]):
+            out = [p.strip(" ,.;:?!-") for s in out for p in _COMMA_AND.split(s) if p.strip(" ,.;:?!-")]
+        if len(out) != len(row["skills"]) or any(not 0 < len(p.split()) <= 8 or _NOT_A_STEP.match(p) for p in out):
+            return []
+        return [p for p, skill in zip(out, row["skills"]) if skill == skill_id]
+
+    chains = (row for rows in annotated_requests(names=CARD_CORPORA) for row in rows
+              if len(row["skills"]) > 1 and skill_id in row["skills"])
+    return _fresh_wordings((p for row in chains for p in pieces(row)), limit)
 
 
 def card_examples(skill: Skill) -> list[str]:
     """A brick card's examples: the skill's instructions, then its owner's rewordings, then the
-    annotated requests' wordings."""
-    own = list(skill.instructions) + list(PARAPHRASES.get(skill.id, ()))
-    return own + [t for t in request_paraphrases(skill.id) if t.lower() not in {o.lower() for o in own}]
+    annotated requests' wordings, then their chains' step wordings."""
+    out: dict[str, str] = {}  # by lower case: a wording twice would count twice in a pooled score
+    for wording in [*skill.instructions, *PARAPHRASES.get(skill.id, ()), *request_paraphrases(skill.id),
+                    *chain_step_wordings(skill.id)]:
+        out.setdefault(wording.lower(), wording)
+    return list(out.values())
