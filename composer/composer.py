@@ -370,7 +370,7 @@ class _Batch:
                 Result(instruction=plans[i].instruction, output=current[i], plan=plans[i], steps=traces[i])
                 for i in range(len(self.instructions))]
 
-    def runner_ups(self, rows: list, outs: list, current: dict[int, str]):
+    def runner_ups(self, rows: list, outs: list, current: dict[int, str]) -> Iterator[tuple[int, tuple, tuple]]:
         """(index, row, out) for each close call whose top brick left its input unchanged and
         whose runner-up (`Choice.runner_up`, run in one more batch) changed it."""
         redo = [n for n, (row, out) in enumerate(zip(rows, outs))

@@ -5,8 +5,8 @@ Each mode is a small function `(hits, settings, merger) -> Choice` in one regist
 trace calls it a close call and names it, and if the top brick returns its input unchanged the
 runner-up runs instead and its output is kept when it changes the input: a step asks for a
 change, and "reverse it" on one word reads as `reverse_words` as readily as `reverse` (one
-word's word order is itself). It never blends on its own: on the near-tied steps
-of the request corpora (`benchmarks/near_ties.py`) the top brick alone was right far more
+word's word order is itself). It never blends on its own: on the near-tied steps of the
+request corpora (`benchmarks/near_ties.py`) the top brick alone was right far more
 often than a blend of the tied skills, which is mostly neither ("HEL", "friendses"). A step
 whose best brick scores under `threshold` runs on the base alone whatever the mode, and the
 trace says so.

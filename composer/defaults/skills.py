@@ -347,8 +347,8 @@ def chain_step_wordings(skill_id: str, limit: int = CHAIN_STEP_WORDINGS) -> list
     as "it" ("in capitals", "with a capital first letter", "then spell it backwards"): a chain
     whose wording splits at sequencing cues, then at commas and "and", into exactly one piece
     per skill, each of at most eight words and none a greeting or sign-off, gives each piece to
-    its skill. Single-skill requests word a whole task; a chain's
-    step is often a modifier, a wording no single request uses. In file order, deduplicated."""
+    its skill. Single-skill requests word a whole task; a chain's step is often a modifier, a
+    wording no single request uses. In file order, deduplicated."""
     from composer.planner import split_steps
 
     def pieces(row: dict) -> list[str]:
