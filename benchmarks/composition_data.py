@@ -723,12 +723,15 @@ def _phrasings() -> list[str]:
             for split in by_split.values() for p in split]
 
 
-def write_wording_hashes() -> None:
+def wording_hashes() -> list[str]:
     """The phrasings as the card build keeps them off the cards: hashed (composer.defaults.skills)."""
-    hashes = sorted({wording_hash(_bare(p)) for p in _phrasings()})
+    return sorted({wording_hash(_bare(p)) for p in _phrasings()})
+
+
+def write_wording_hashes() -> None:
     BENCHMARK_WORDINGS.write_text(json.dumps({"about": "sha256 (first 16 hex) of the composition benchmark's "
-                                              "phrasings, lower-cased: never card examples", "sha256": hashes},
-                                             indent=0) + "\n")
+                                              "phrasings, lower-cased: never card examples",
+                                              "sha256": wording_hashes()}, indent=0) + "\n")
 
 
 def main() -> None:

@@ -11,9 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BUILD = """
 import json, sys
-from benchmarks.composition_data import _bare, _phrasings, build
-from composer.defaults.skills import wording_hash
-json.dump({"items": build(), "hashes": sorted({wording_hash(_bare(p)) for p in _phrasings()})}, sys.stdout)
+from benchmarks.composition_data import build, wording_hashes
+json.dump({"items": build(), "hashes": wording_hashes()}, sys.stdout)
 """
 
 
