@@ -310,10 +310,19 @@ def ui(host: str = typer.Option("127.0.0.1", help="Address to bind (other machin
 
 @index_app.command("build")
 @user_errors
-def index_build():
+def index_build(tune_encoder: bool = typer.Option(False, "--tune-encoder", help="Also fine-tune the embedder on "
+                                                  "the cards (LoRA; minutes on CPU, kept for later rebuilds).")):
     """Rebuild the FAISS index of the library's cards."""
+    from tqdm import tqdm
+
     workspace = _workspace()
-    bricks = workspace.reindex()
+    with tqdm(desc="tuning the encoder", disable=not tune_encoder, mininterval=2) as bar:
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.total = total
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.update(1)
+
+        bricks = workspace.reindex(tune_encoder=tune_encoder, progress=progress)
     typer.echo(f"indexed {len(workspace.index.rows)} texts of {bricks} bricks into {workspace.index_folder}")
 
 

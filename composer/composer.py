@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
@@ -94,6 +95,13 @@ class Sampling:
 StepCallback = Callable[[int, StepResult], None]  # (item index, the step just finished)
 
 
+def index_planner(index: BrickIndex, **options) -> HeuristicPlanner:
+    """The heuristic planner guided by `index`: it reads a request's structure with the index's
+    untuned scores (`ProjectedEmbedder.encode_untuned`), and with the payload tagger of its embedder."""
+    return HeuristicPlanner(partial(index.search_many, tuned=False), index.library,
+                            tagger=PayloadTagger.load(index.embedder), **options)
+
+
 class Composer:
     """Plan, retrieve, run. Collaborators are passed in; `from_default` / `from_path` wire them."""
 
@@ -104,8 +112,7 @@ class Composer:
             raise ComposerError(f"task_line must be 'card' or 'step', got {task_line!r}")
         self.engine, self.index = engine, index
         self.task_line = task_line
-        self.planner = planner or HeuristicPlanner(index.search_many, index.library, aside_score=settings.threshold,
-                                                   tagger=PayloadTagger.load(index.embedder))
+        self.planner = planner or index_planner(index, aside_score=settings.threshold)
         self.settings = settings
         self.workspace = workspace
         self.max_input_chars, self.ascii_only = max_input_chars, ascii_only

@@ -225,8 +225,10 @@ class BrickIndex:
     def _dim(self) -> int:
         return self.embedder.get_embedding_dimension()
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    def _embed(self, texts: list[str], tuned: bool = True) -> np.ndarray:
+        untuned = None if tuned else getattr(self.embedder, "encode_untuned", None)
+        vectors = untuned(texts) if untuned else self.embedder.encode(texts, normalize_embeddings=True,
+                                                                       convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def fresh(self) -> "BrickIndex":
@@ -245,12 +247,13 @@ class BrickIndex:
         """Top-k bricks for a query, best first; a brick scores the mean of its best POOL cosines."""
         return self.search_many([query], k)[0]
 
-    def search_many(self, queries: list[str], k: int = 3) -> list[list[BrickHit]]:
-        return [found.hits for found in self.search_scoped(queries, k)]
+    def search_many(self, queries: list[str], k: int = 3, tuned: bool = True) -> list[list[BrickHit]]:
+        return [found.hits for found in self.search_scoped(queries, k, tuned)]
 
-    def search_scoped(self, queries: list[str], k: int = 3) -> list[Retrieval]:
+    def search_scoped(self, queries: list[str], k: int = 3, tuned: bool = True) -> list[Retrieval]:
         """Per query: the top-k bricks, and the nearest out-of-scope request when the library
-        lists any (never among the hits)."""
+        lists any (never among the hits). `tuned=False`: scored without the tuned encoder's
+        share, when the embedder has one (`composer.retriever.ProjectedEmbedder.encode_untuned`)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self.fresh()
@@ -263,7 +266,7 @@ class BrickIndex:
         # rows (the out-of-scope requests count as one more "brick"); the bricks with a vector
         # there are ranked by their pooled scores. A brick with none there pools at most the
         # last row's score and is left out: finding it would mean reading every brick's vectors
-        vectors = self._embed(queries)
+        vectors = self._embed(queries, tuned)
         scores, idx = index.search(vectors, min(len(rows), (k + 1) * widest))
         results = []
         for vector, row_scores, row_idx in zip(vectors, scores, idx):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from composer.encoder_lora import adapted, factors, with_lora
 from composer.storage import read_checked, write_checked
 
 WEIGHTS = Path(__file__).resolve().parent / "data" / "payload_tagger.safetensors"
@@ -80,29 +81,12 @@ def _word_pools(tokenizer, texts: list[str]):
     return enc, pools
 
 
-def _adapted(model, weights: dict[str, np.ndarray]):
-    """A copy of `model` sharing every tensor except the LoRA-adapted linear maps, whose weights
-    become W + B A (`lora.<module>.a` / `.b`, B already scaled)."""
-    import copy
-
-    import torch
-
-    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    copied = copy.deepcopy(model, shared)
-    for name, module in copied.named_modules():
-        if f"lora.{name}.a" in weights:
-            delta = torch.from_numpy(weights[f"lora.{name}.b"] @ weights[f"lora.{name}.a"])
-            module.weight = torch.nn.Parameter(module.weight.detach() + delta.to(module.weight.dtype),
-                                               requires_grad=False)
-    return copied.eval()
-
-
 class PayloadTagger:
     """`tagger(text)` -> log-odds per whitespace word of `text` that it is payload."""
 
     def __init__(self, base, weights: dict[str, np.ndarray]):
         self.base, self.weights = base, weights
-        self.encoder = _adapted(base[0].auto_model, weights)
+        self.encoder = adapted(base[0].auto_model, weights)
         self._memo: dict[str, list[float]] = {}
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
@@ -142,11 +126,9 @@ def train(base, examples: list[tuple[str, list[int]]], epochs: int = EPOCHS, ran
     import random
 
     import torch
-    from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    model = get_peft_model(copy.deepcopy(base[0].auto_model),
-                           LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.1, target_modules=list(TARGETS)))
+    model = with_lora(copy.deepcopy(base[0].auto_model), rank, TARGETS, dropout=0.1)
     head = torch.nn.Sequential(torch.nn.Linear(model.config.hidden_size, HIDDEN), torch.nn.Tanh(),
                                torch.nn.Linear(HIDDEN, 1))
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
@@ -168,11 +150,7 @@ def train(base, examples: list[tuple[str, list[int]]], epochs: int = EPOCHS, ran
     first, second = head[0], head[2]
     weights = {"w1": first.weight.detach().T.contiguous().numpy(), "b1": first.bias.detach().numpy(),
                "w2": second.weight.detach().T.contiguous().numpy(), "b2": second.bias.detach().numpy()}
-    for name, module in model.base_model.model.named_modules():
-        if hasattr(module, "lora_A") and "default" in module.lora_A:
-            weights[f"lora.{name}.a"] = module.lora_A["default"].weight.detach().numpy().copy()
-            weights[f"lora.{name}.b"] = (module.lora_B["default"].weight.detach() * module.scaling["default"]).numpy()
-    return weights, float(loss.detach())
+    return {**weights, **factors(model)}, float(loss.detach())
 
 
 def save(weights: dict[str, np.ndarray], meta: dict, path: Path = WEIGHTS) -> None:

@@ -64,15 +64,19 @@ class Workspace:
                 self._index = self._open_index().load_or_build()
             return self._index
 
-    def _open_index(self, retrain: bool = False):
+    def _open_index(self, retrain: bool = False, tune_encoder: bool = False, progress: Progress | None = None):
         """A BrickIndex whose embedder is the retriever trained for this library's cards
         (`composer.retriever`), or the plain embedder for libraries above TRAINED_UP_TO bricks."""
         from composer.index import BrickIndex, load_embedder
         from composer.retriever import brick_embedder
 
         if len(self.library.ids()) > TRAINED_UP_TO:
+            if tune_encoder:
+                raise ComposerError(f"tuning the encoder is for libraries of up to {TRAINED_UP_TO} bricks; this "
+                                    f"one has {len(self.library.ids())}")
             return BrickIndex(self.library, self.index_folder, load_embedder(self.embedder_name), self.embedder_name)
-        embedder, name = brick_embedder(self.library, self.index_folder, self.embedder_name, retrain=retrain)
+        embedder, name = brick_embedder(self.library, self.index_folder, self.embedder_name, retrain=retrain,
+                                        tune_encoder=tune_encoder, progress=progress)
         return BrickIndex(self.library, self.index_folder, embedder, name)
 
     def list(self) -> list[BrickEntry]:
@@ -159,12 +163,14 @@ class Workspace:
         self._refresh()
         return kept
 
-    def reindex(self) -> int:
-        """Train the retriever again and rebuild the index from scratch; returns the bricks indexed."""
+    def reindex(self, tune_encoder: bool = False, progress: Progress | None = None) -> int:
+        """Train the retriever again and rebuild the index from scratch; returns the bricks indexed.
+        `tune_encoder`: first fine-tune the embedder itself on the cards (minutes; `progress` sees
+        each step), kept for later rebuilds (`composer.retriever.tune_encoder`)."""
         from composer.library import OUT_OF_SCOPE
 
         with self._lock:
-            self._index = self._open_index(retrain=True).build()
+            self._index = self._open_index(retrain=True, tune_encoder=tune_encoder, progress=progress).build()
             return len(set(self._index.rows) - {OUT_OF_SCOPE})
 
     def _refresh(self) -> None:

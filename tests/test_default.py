@@ -50,15 +50,16 @@ def test_chains_of_table_and_string_skills(c):
 
 
 def test_a_close_call_whose_top_brick_changes_nothing_runs_the_runner_up(c):
-    """"reverse the order" of one word: reverse_words leads reverse and returns the word
-    unchanged, so with a margin that makes it a close call, reverse runs and its output is kept."""
-    wide = replace(c.settings, margin=0.1)
-    one, many = c.run_batch(["reverse the order: moon", "reverse the order: big red moon"], settings=wide)
+    """"reverse the word order" of one word: reverse_words leads reverse and returns the word
+    unchanged, so with a margin wide enough to make it a close call, reverse runs and its
+    output is kept; on several words reverse_words changes them and stands."""
+    wide = replace(c.settings, margin=0.5)
+    one, many = c.run_batch(["reverse the word order: moon", "reverse the word order: big red moon"], settings=wide)
     assert one.output == "noom" and one.steps[0].used == ["reverse"] and "left the input unchanged" in one.steps[0].note
     assert one.steps[0].bricks[0].id == "reverse_words"
     assert many.output == "moon red big" and many.steps[0].used == ["reverse_words"]
     no_margin = replace(c.settings, margin=0.0)  # no close call: the top brick's output stands
-    assert c.run_batch(["reverse the order: moon"], settings=no_margin)[0].output == "moon"
+    assert c.run_batch(["reverse the word order: moon"], settings=no_margin)[0].output == "moon"
 
 
 def test_retrieve(c):

@@ -1,7 +1,7 @@
 import pytest
 
 from composer.planner import HeuristicPlanner, PlanError, split_payload, split_steps
-from composer.tagger import PayloadTagger
+from composer.composer import index_planner
 from composer.workspace import ROOT, Workspace
 
 planner = HeuristicPlanner()
@@ -90,8 +90,7 @@ needs_default = pytest.mark.skipif(not (ROOT / "bricks" / "base" / "config.json"
 
 @pytest.fixture(scope="module")
 def guided():
-    ws = Workspace.default()
-    return HeuristicPlanner(ws.index.search_many, ws.library, tagger=PayloadTagger.load(ws.index.embedder))
+    return index_planner(Workspace.default().index)
 
 
 @needs_default

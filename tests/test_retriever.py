@@ -135,3 +135,41 @@ def test_the_trained_map_is_the_average_of_one_map_per_seed(base):
                                retriever.PER_BRICK)[0][:2] for seed in range(3)]  # each seed trained alone
     assert np.allclose(a @ b, sum(sa @ sb for sa, sb in per_seed) / 3, atol=1e-6)
     assert not np.allclose(per_seed[0][0], per_seed[1][0])  # the seeds differ
+
+
+def test_a_tuned_encoder_sits_beside_the_projection_and_leaves_the_base_alone(tmp_path, base, monkeypatch):
+    """Opt-in LoRA on the embedder: persisted small, reloaded without training, and added as a
+    second half of each vector; the untuned view scores exactly what the projection alone does,
+    and the shared base (which the payload tagger reads) is unchanged."""
+    import numpy as np
+
+    from composer.tagger import PayloadTagger
+
+    lib_dir = tmp_path / "lib"
+    lib_dir.mkdir()
+    for brick in ("uppercase", "capitalize", "reverse"):
+        shutil.copytree(BRICKS / brick, lib_dir / brick)
+    small = BrickLibrary(lib_dir)
+    monkeypatch.setattr(retriever, "ENCODER_STEPS", 3)
+    before = base.encode(["make it all caps"], normalize_embeddings=True)
+    steps = []
+    tuned, name = retriever.brick_embedder(small, tmp_path / "idx", base=base, tune_encoder=True,
+                                           progress=lambda step, total, loss: steps.append((step, total)))
+    assert steps[-1] == (3, 3) and "+encoder-" in name and tuned.tuned is not None
+    assert 0 < (tmp_path / "idx" / retriever.ENCODER).stat().st_size <= 2 * 2 ** 20
+    assert (base.encode(["make it all caps"], normalize_embeddings=True) == before).all()
+    tagger = PayloadTagger.load(tuned)
+    assert tagger is None or tagger.base is base
+
+    again, same = retriever.brick_embedder(small, tmp_path / "idx", base=base)  # loaded, not tuned again
+    assert same == name
+    plain = retriever.ProjectedEmbedder(base, again.a, again.b, retriever.vocabulary(small))
+    rows, queries = ["uppercase it", "capitalize each word", "spell it backwards"], ["shout it", "hello there"]
+    v = again.encode(rows)
+    assert v.shape == (3, 2 * base.get_embedding_dimension()) and np.allclose((v ** 2).sum(1), 1, atol=1e-5)
+    assert np.allclose(again.encode_untuned(queries) @ v.T, plain.encode(queries) @ plain.encode(rows).T, atol=1e-5)
+    index = BrickIndex(small, tmp_path / "idx", again, same).build()
+    untuned = BrickIndex(small, tmp_path / "plain", plain, "plain").build()
+    (viewed,), (alone,) = index.search_many(["shout it"], 3, tuned=False), untuned.search_many(["shout it"], 3)
+    assert [h.id for h in viewed] == [h.id for h in alone]
+    assert np.allclose([h.score for h in viewed], [h.score for h in alone], atol=2e-4)
