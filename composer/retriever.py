@@ -89,6 +89,9 @@ class ProjectedEmbedder:
     def correct(self, text: str) -> str:
         return _WORD.sub(lambda m: self._fix(m.group()), text)
 
+    def _corrected(self, texts) -> list[str]:
+        return [self.correct(t) for t in ([texts] if isinstance(texts, str) else texts)]
+
     def _projected(self, texts: list[str]) -> np.ndarray:
         x = np.asarray(self.base.encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
         y = x if self.a is None else x + (x @ self.a) @ self.b
@@ -97,7 +100,7 @@ class ProjectedEmbedder:
     def encode(self, texts, normalize_embeddings: bool = True, convert_to_numpy: bool = True, **options):
         """Unit vectors; with a tuned encoder, the projected and the tuned vector side by side,
         weighted so that a cosine is (1 - share) * projected cosine + share * tuned cosine."""
-        texts = [self.correct(t) for t in ([texts] if isinstance(texts, str) else texts)]
+        texts = self._corrected(texts)
         y = self._projected(texts)
         if self.tuned is None:
             return y
@@ -110,7 +113,7 @@ class ProjectedEmbedder:
         the tuned encoder learned brick texts only, so it finds a brick in any sentence ("just
         curious", "how's that look?"), while the projection keeps the base's sense of what is
         not an instruction."""
-        y = self._projected([self.correct(t) for t in ([texts] if isinstance(texts, str) else texts)])
+        y = self._projected(self._corrected(texts))
         return y if self.tuned is None else np.concatenate([y / np.sqrt(1 - self.share), np.zeros_like(y)], axis=1)
 
     def get_embedding_dimension(self) -> int:
@@ -137,6 +140,21 @@ def training_texts(library) -> list[tuple[str, str]]:
 def cards_hash(library) -> str:
     texts = sorted((c.id, c.text_for_index()) for c in library.cards())
     return hashlib.sha256(json.dumps(texts).encode()).hexdigest()
+
+
+def _labels(pairs: list[tuple[str, str]]):
+    """Each (brick id, text) pair's brick as an index into the sorted brick ids (a tensor)."""
+    import torch
+
+    bricks = sorted({b for b, _ in pairs})
+    return torch.tensor([bricks.index(b) for b, _ in pairs])
+
+
+def _members(y) -> list:
+    """Per brick label 0..max, the rows of `y` that carry it."""
+    import torch
+
+    return [torch.nonzero(y == k).flatten() for k in range(int(y.max()) + 1)]
 
 
 def _batch(members, generator, per_brick: int):
@@ -171,7 +189,7 @@ def _fit(x, y, seeds: list[int], rank: int, steps: int, lr: float, temperature: 
     a = torch.nn.Parameter(torch.stack([torch.randn(dim, rank, generator=g) / dim ** 0.5 for g in gens]))
     b = torch.nn.Parameter(torch.zeros(len(seeds), rank, dim))
     opt = torch.optim.Adam([a, b], lr=lr)
-    members = [torch.nonzero(y == k).flatten() for k in range(int(y.max()) + 1)]
+    members = _members(y)
     losses = torch.zeros(len(seeds))
     for _ in range(steps):
         rows = torch.stack([_batch(members, g, per_brick) for g in gens])
@@ -207,8 +225,7 @@ def embed_pairs(base, pairs: list[tuple[str, str]]):
     """(x, y) tensors for `_fit`: the texts embedded by the frozen base, and their brick's label."""
     import torch
 
-    labels = sorted({b for b, _ in pairs})
-    y = torch.tensor([labels.index(b) for b, _ in pairs])
+    y = _labels(pairs)
     x = torch.tensor(np.asarray(base.encode([t for _, t in pairs], normalize_embeddings=True,
                                             convert_to_numpy=True), dtype=np.float32))
     return x, y
@@ -241,9 +258,8 @@ def tune_encoder(base, pairs: list[tuple[str, str]], steps: int | None = None, s
     gen = torch.Generator().manual_seed(seed)
     tuned = copy.deepcopy(base)  # trained through its own tokenizer, pooling and normalisation
     model = with_lora(tuned[0].auto_model, ENCODER_RANK, ENCODER_TARGETS)
-    labels = sorted({b for b, _ in pairs})
-    y = torch.tensor([labels.index(b) for b, _ in pairs])
-    members = [torch.nonzero(y == k).flatten() for k in range(len(labels))]
+    y = _labels(pairs)
+    members = _members(y)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=ENCODER_LR)
     loss = torch.tensor(0.0)
     tuned.train()
