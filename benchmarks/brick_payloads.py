@@ -58,9 +58,18 @@ def score(c: Composer, brick_id: str, texts: list[str]) -> dict:
 
 
 def table(result: dict) -> str:
-    """README's table: exact match per brick and case (inputs the skill changes), one column per
-    run label in the order the runs were made; "-" where a run left a brick out."""
-    labels = list(result)
+    """README's tables: exact match per brick and case (inputs the skill changes), one column per
+    run label in the order the runs were made; "-" where a run left a brick out. Runs on another
+    payload set (the corpora grow) get a table of their own, so a column compares like with like."""
+    rounds: dict[int, list[str]] = {}
+    for label in result:
+        rounds.setdefault(result[label]["payloads"], []).append(label)
+    if len(rounds) == 1:
+        return _round_table(result, *rounds.values())
+    return "\n\n".join(f"On {n:,} unique payloads:\n\n{_round_table(result, labels)}" for n, labels in rounds.items())
+
+
+def _round_table(result: dict, labels: list[str]) -> str:
     bricks = list(dict.fromkeys(b for label in labels for b in result[label] if b != "payloads"))
     lines = ["| brick | case | inputs | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for b in bricks:

@@ -136,7 +136,8 @@ def word_scores(skill: Skill, model, tokenizer) -> dict[str, float]:
             "english_exact_match": exact_match(model, tokenizer, english_set(skill, 100, "eval"))}
 
 
-def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None) -> dict[str, float]:
+def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None,
+                 lr: float | None = None) -> dict[str, float]:
     """Continue `bricks/<id>` on every case; save it (card updated) under `out/<id>`."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -151,7 +152,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     if skill.table is None:
         dev["doubled"] = doubled_set(skill, 32, "dev")
         dev["english"] = english_set(skill, 32, "dev")
-    config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps))
+    config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps),
+                                 lr=lr or ROBUST_TRAIN.lr)
     losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",
                    progress=False, done=lambda: all(exact_match(model, tokenizer, d) >= BAR for d in dev.values()),
                    check_every=100)
@@ -200,6 +202,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bricks", help="where the continued bricks go")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=None, help="training budget per brick (default: STEPS)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default 1e-3; lower polishes a brick that is nearly right)")
     parser.add_argument("--record", action="store_true", help="only measure per case and record it on the cards")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -207,7 +211,7 @@ def main() -> None:
     if args.record:
         return record_cases(args.bricks, ids)
     for skill_id in ids:
-        robust_brick(SKILLS[skill_id], args.bricks, args.out, args.steps)
+        robust_brick(SKILLS[skill_id], args.bricks, args.out, args.steps, args.lr)
 
 
 if __name__ == "__main__":
