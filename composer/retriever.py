@@ -284,14 +284,16 @@ def tuned_copy(base, weights: dict[str, np.ndarray]):
     return adapted(base, weights, root=base[0].auto_model)
 
 
-def _encoder(library, folder: Path, base, base_name: str, tune: bool, progress=None) -> tuple[object, str | None]:
+def _encoder(library, pairs: list[tuple[str, str]], folder: Path, base, base_name: str, tune: bool,
+             progress=None) -> tuple[object, str | None]:
     """(the base's copy tuned on the cards, the digest of its LoRA), or (None, None): the LoRA
-    persisted in `folder` for the same base embedder (trained now when `tune`). A LoRA tuned on
-    earlier cards is still used when the cards change: it learned how requests to bricks are
-    worded, and the projection beside it is retrained on the new cards."""
+    persisted in `folder` for the same base embedder (trained now on `pairs`, the library's
+    `training_texts`, when `tune`). A LoRA tuned on earlier cards is still used when the cards
+    change: it learned how requests to bricks are worded, and the projection beside it is
+    retrained on the new cards."""
     want = {"format": ENCODER_FORMAT, "base": Path(base_name).name}
     if tune:
-        weights, loss = tune_encoder(base, training_texts(library), progress=progress)
+        weights, loss = tune_encoder(base, pairs, progress=progress)
         write_checked(folder / ENCODER, weights, {**want, "cards_sha256": cards_hash(library), "rank": ENCODER_RANK,
                                                   "steps": ENCODER_STEPS, "final_loss": round(loss, 4)})
     else:
@@ -324,7 +326,7 @@ def brick_embedder(library, folder: str | Path, base_name: str | None = None, ba
     if len({b for b, _ in pairs}) < 2:  # nothing to contrast: one brick or none
         return ProjectedEmbedder(base, None, None, vocabulary(library)), base_name
     try:
-        tuned, digest_tuned = _encoder(library, folder, base, base_name, tune_encoder, progress)
+        tuned, digest_tuned = _encoder(library, pairs, folder, base, base_name, tune_encoder, progress)
     except (OSError, RuntimeError, ValueError, AttributeError) as err:  # AttributeError: no transformer inside
         if tune_encoder:
             raise
