@@ -133,6 +133,12 @@ _SIGN_OFF = re.compile(r"(?:thanks|thank you|ta|thx|cheers|regards|kind regards|
 _AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
 _REFERENCES = frozenset(("that", "this", "those", "these"))  # "write that French word backwards"
 _NAMES_RESULT = _REFERENCES | {"it", "them", "result", "answer", "output"}  # what a step acts on
+# a verb, then the result as its object: "spell that from the end", "turn it into French" is a step of
+# its own even where the whole reads its first brick better; a modifier ("one letter at a time") or a
+# question about it ("what would that be", "can u do it") is not
+_ACTS_ON_RESULT = re.compile(r"(?!(?:can|could|would|will|do|does|did|is|are|was|what|which|how|who|why|when|where|"
+                             r"so|if|just|only|not)\b)[a-z]+\s+(?:it|that|this|them|the\s+(?:result|answer|output))\b",
+                             re.I)
 CONTEXT_SCORE = 0.7  # a sentence naming no payload, beside one that does, is a step only above this
 _SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
@@ -392,7 +398,8 @@ class HeuristicPlanner:
         the most pieces, then the fewest cuts after "it" (no comma or "and" marks them), then
         the best mean score — unless the whole retrieves better: better
         than its pieces on average (a modifier after a comma, "one letter at a time", retrieves
-        some brick well enough alone, but the step it belongs to reads better whole), or its
+        some brick well enough alone, but the step it belongs to reads better whole; not where every
+        later piece is a verb acting on the result, "spell that from the end"), or its
         brick better than any piece alone does and no worse than the weakest piece its own (the
         pieces ask for it together)."""
         seps = list(_WEAK.finditer(segment))[:4]
@@ -428,7 +435,8 @@ class HeuristicPlanner:
                                "one step worded twice")
             return [segment]
         *_, mean, pieces = max(good, key=lambda g: g[:3])
-        if mean < scores[whole][1] - SPLIT_MARGIN:
+        acts = all(_ACTS_ON_RESULT.match(p) and _words(p)[0] not in _GLUE for p in pieces[1:])
+        if mean < scores[whole][1] - SPLIT_MARGIN and not acts:
             explain.append(f"{segment!r} stays one step: whole it retrieves {scores[whole][0]} {scores[whole][1]:.2f}, "
                            f"better than its pieces ({mean:.2f} on average)")
             return [segment]

@@ -287,6 +287,15 @@ def test_a_modifier_after_a_comma_stays_with_its_step(guided):
 
 
 @needs_default
+def test_a_piece_that_acts_on_the_result_is_a_step_even_where_the_whole_reads_better(guided):
+    """The whole retrieves antonym better than its pieces do on average, but "spell that ..."
+    is a verb with the result as its object: a step of its own, not a modifier."""
+    plan = guided.plan("Come up with the antonym of cheap and spell that from the end")
+    assert plan.payload == "cheap"
+    assert [s.instruction for s in plan.steps] == ["Come up with the antonym of it", "spell that from the end"]
+
+
+@needs_default
 @pytest.mark.parametrize("text, payload, steps", [
     # a colon that marks no payload, and a payload before the colon
     ("for the pub quiz: what is the capital of peru", "peru", 1),
