@@ -1,0 +1,74 @@
+"""Knowledge bricks off their tables: `python -m benchmarks.off_table`.
+
+The default's base was pre-trained from scratch on string skills only, so it knows no English:
+its knowledge bricks (`capital`, `antonym`, `plural`, `french`, `sentiment`) learn their
+tables (`data.jsonl`), and their cards score them on the whole table. This measures what a
+user meets outside the table, on inputs written here and checked to be in no table:
+
+- `sentiment` on 48 short reviews (24 positive, 24 negative);
+- `plural` on 40 regular nouns (+s, +es, consonant-y -> -ies, vowel-y +s), where a rule would
+  generalise.
+
+Writes benchmarks/results/off_table.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from composer import Composer
+from composer.defaults.tables import PLURALS, SENTIMENT
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "off_table.json"
+
+POSITIVE = ("the soup was delicious", "a heartwarming story", "i enjoyed every page", "the nurses were so kind",
+            "a gorgeous sunset view", "the best coffee in town", "clean rooms and helpful staff", "an inspiring talk",
+            "the kids loved it", "a stunning performance", "quick delivery and great quality", "i had a blast",
+            "the garden is beautiful", "what a fun afternoon", "the bread was warm and fresh", "a charming little shop",
+            "excellent customer support", "my new favourite band", "the hike was breathtaking", "cheerful and bright",
+            "the ending made me smile", "a superb cast", "really comfortable beds", "totally worth the wait")
+NEGATIVE = ("the soup was cold", "a boring lecture", "the train was late again", "rude and unhelpful staff",
+            "the room smelled bad", "it broke after a day", "the plot made no sense", "a waste of my time",
+            "the music was too loud", "overpriced and bland", "the screen cracked at once", "i regret buying this",
+            "the beds were uncomfortable", "a dull and lifeless show", "the coffee tasted burnt",
+            "terrible customer support", "the hike was exhausting and ugly", "a disappointing sequel",
+            "the kids hated it", "dirty tables everywhere", "the app keeps crashing", "a frustrating experience",
+            "the pasta was soggy", "never buying here again")
+REGULAR = {
+    "+s": ("bottle", "pencil", "carpet", "planet", "rabbit", "ticket", "bucket", "candle", "jacket", "mirror",
+           "pillow", "rocket", "tunnel", "violin", "wallet", "basket", "button", "camera", "dragon", "engine"),
+    "+es": ("bush", "coach", "beach", "dress", "witch", "lunch", "torch", "boss"),
+    "-ies": ("pony", "lily", "army", "daisy", "diary", "fairy", "penny"),
+    "vowel-y +s": ("donkey", "tray", "turkey", "chimney", "jockey"),
+}
+
+
+def plural(word: str, rule: str) -> str:
+    return {"+s": word + "s", "+es": word + "es", "-ies": word[:-1] + "ies", "vowel-y +s": word + "s"}[rule]
+
+
+def share(c: Composer, brick: str, items: list[tuple[str, str]]) -> dict:
+    outs = c.run_bricks([brick] * len(items), [x for x, _ in items])
+    right = sum(o.output.strip() == y for o, (_, y) in zip(outs, items))
+    return {"right": right, "of": len(items), "exact": round(right / len(items), 4)}
+
+
+def main() -> None:
+    reviews = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
+    nouns = {rule: [(w, plural(w, rule)) for w in words] for rule, words in REGULAR.items()}
+    assert not {t for t, _ in reviews} & set(SENTIMENT) and not {w for ws in REGULAR.values() for w in ws} & set(PLURALS)
+    c = Composer.from_default()
+    out = {"sentiment": {"all": share(c, "sentiment", reviews),
+                         "positive": share(c, "sentiment", reviews[:len(POSITIVE)]),
+                         "negative": share(c, "sentiment", reviews[len(POSITIVE):])},
+           "plural": {"all": share(c, "plural", [i for items in nouns.values() for i in items]),
+                      **{rule: share(c, "plural", items) for rule, items in nouns.items()}}}
+    for brick, parts in out.items():
+        print(brick, ", ".join(f"{k} {v['right']}/{v['of']}" for k, v in parts.items()))
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
