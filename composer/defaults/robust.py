@@ -136,6 +136,17 @@ def word_scores(skill: Skill, model, tokenizer) -> dict[str, float]:
             "english_exact_match": exact_match(model, tokenizer, english_set(skill, 100, "eval"))}
 
 
+def stop_sets(skill: Skill) -> tuple[dict[str, list[Example]], float]:
+    """The sets a round checks every 100 steps, and the exact match each must reach to stop early.
+    A string brick: 32 inputs per case, doubled letters and English phrases, at BAR. A table brick:
+    the whole table in every case, at 100% (the table is all it knows; a sample at 97% left one
+    key wrong per table)."""
+    if skill.table is not None:
+        return {case: case_eval_set(skill, case) for case in CASES}, 1.0
+    dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
+    return {**dev, "doubled": doubled_set(skill, 32, "dev"), "english": english_set(skill, 32, "dev")}, BAR
+
+
 def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None,
                  lr: float | None = None) -> dict[str, float]:
     """Continue `bricks/<id>` on every case; save it (card updated) under `out/<id>`."""
@@ -148,13 +159,7 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     base = AutoModelForCausalLM.from_pretrained(bricks / "base", dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(bricks / "base")
     model = PeftModel.from_pretrained(base, str(bricks / skill.id), is_trainable=True)
-    if skill.table is None:
-        dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
-        dev["doubled"] = doubled_set(skill, 32, "dev")
-        dev["english"] = english_set(skill, 32, "dev")
-        bar = BAR
-    else:  # the table is all a knowledge brick knows: it must know every key in every case
-        dev, bar = {case: case_eval_set(skill, case) for case in CASES}, 1.0
+    dev, bar = stop_sets(skill)
     config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps),
                                  lr=lr or ROBUST_TRAIN.lr)
     losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",

@@ -2,8 +2,9 @@
 
 import random
 
-from composer.defaults.robust import PHRASE_CHARS, PHRASE_WORDS, case_sampler, english_phrase, english_set, english_words
-from composer.defaults.skills import SKILLS
+from composer.defaults.robust import (BAR, PHRASE_CHARS, PHRASE_WORDS, case_sampler, english_phrase, english_set,
+                                      english_words, stop_sets)
+from composer.defaults.skills import CASES, SKILLS, recase
 
 
 def test_english_words_are_split_into_disjoint_train_and_held_out_parts():
@@ -32,3 +33,19 @@ def test_training_inputs_mix_english_phrases_and_random_letters_with_true_output
     assert 0.3 < len(english) / len(batch) < 0.8
     assert all(y == skill.answer(x) for _, x, y in batch)
     assert english_phrase(random.Random(1)) == english_phrase(random.Random(1))  # seeded
+
+
+def test_a_table_brick_stops_only_when_it_knows_its_whole_table_in_every_case():
+    skill = SKILLS["capital"]
+    sets, bar = stop_sets(skill)
+    assert bar == 1.0 and set(sets) == set(CASES)
+    for case, items in sets.items():  # every key once, in the case, with its true answer
+        assert sorted(x.lower() for _, x, _ in items) == sorted(skill.table)
+        assert all(x == recase(x, case, random.Random(0)) for _, x, _ in items) or case == "random"
+        assert all(y == skill.answer(x) for _, x, y in items)
+
+
+def test_a_string_brick_stops_on_samples_per_case_and_real_words_at_the_bar():
+    sets, bar = stop_sets(SKILLS["reverse"])
+    assert bar == BAR < 1.0 and set(sets) == {*CASES, "doubled", "english"}
+    assert all(len(items) == 32 for items in sets.values())
