@@ -6,18 +6,22 @@ tables (`data.jsonl`), and their cards score them on the whole table. This measu
 user meets outside the table, on inputs written here and checked to be in no table:
 
 - `sentiment` on 48 short reviews (24 positive, 24 negative);
-- `plural` on 40 regular nouns (+s, +es, consonant-y -> -ies, vowel-y +s), where a rule would
-  generalise.
+- `plural` on 40 regular nouns (+s, +es, consonant-y -> -ies, vowel-y +s) from the held-out
+  tenth of the English word list (`composer.defaults.robust.english_words`), where a rule
+  generalises: the brick is trained on the rule with the other nine tenths.
 
-Writes benchmarks/results/off_table.json.
+Writes benchmarks/results/off_table.json (`--label before`: off_table_before.json, the bricks
+before `plural` learned its rule).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 from composer import Composer
+from composer.defaults.robust import english_words
 from composer.defaults.tables import PLURALS, SENTIMENT
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "off_table.json"
@@ -35,12 +39,13 @@ NEGATIVE = ("the soup was cold", "a boring lecture", "the train was late again",
             "terrible customer support", "the hike was exhausting and ugly", "a disappointing sequel",
             "the kids hated it", "dirty tables everywhere", "the app keeps crashing", "a frustrating experience",
             "the pasta was soggy", "never buying here again")
-REGULAR = {
-    "+s": ("bottle", "pencil", "carpet", "planet", "rabbit", "ticket", "bucket", "candle", "jacket", "mirror",
-           "pillow", "rocket", "tunnel", "violin", "wallet", "basket", "button", "camera", "dragon", "engine"),
-    "+es": ("bush", "coach", "beach", "dress", "witch", "lunch", "torch", "boss"),
-    "-ies": ("pony", "lily", "army", "daisy", "diary", "fairy", "penny"),
-    "vowel-y +s": ("donkey", "tray", "turkey", "chimney", "jockey"),
+REGULAR = {  # nouns of the English word list's held-out tenth, which no brick trains on
+    "+s": ("armchair", "backdrop", "bank", "beetle", "blade", "booklet", "calendar", "carriage", "chapter", "chicken",
+           "cookie", "diagram", "diamond", "elephant", "feather", "kitchen", "kitten", "magazine", "penguin",
+           "telescope"),
+    "+es": ("bash", "coach", "gearbox", "mesh", "moss", "beech", "roach", "mistress"),
+    "-ies": ("galaxy", "lullaby", "nanny", "kitty", "trilogy", "inquiry", "cemetery"),
+    "vowel-y +s": ("attorney", "donkey", "envoy", "birthday", "motorway"),
 }
 
 
@@ -55,9 +60,15 @@ def share(c: Composer, brick: str, items: list[tuple[str, str]]) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--label", default="", help="write off_table_<label>.json instead")
+    label = parser.parse_args().label
+    results = RESULTS.with_stem(f"{RESULTS.stem}_{label}") if label else RESULTS
     reviews = [(t, "positive") for t in POSITIVE] + [(t, "negative") for t in NEGATIVE]
     nouns = {rule: [(w, plural(w, rule)) for w in words] for rule, words in REGULAR.items()}
-    assert not {t for t, _ in reviews} & set(SENTIMENT) and not {w for ws in REGULAR.values() for w in ws} & set(PLURALS)
+    nouns_held_out = {w for ws in REGULAR.values() for w in ws}
+    assert not {t for t, _ in reviews} & set(SENTIMENT) and not nouns_held_out & set(PLURALS)
+    assert nouns_held_out <= set(english_words(held_out=True)), "the nouns must be held out of training"
     c = Composer.from_default()
     out = {"sentiment": {"all": share(c, "sentiment", reviews),
                          "positive": share(c, "sentiment", reviews[:len(POSITIVE)]),
@@ -66,8 +77,8 @@ def main() -> None:
                       **{rule: share(c, "plural", items) for rule, items in nouns.items()}}}
     for brick, parts in out.items():
         print(brick, ", ".join(f"{k} {v['right']}/{v['of']}" for k, v in parts.items()))
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    results.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":

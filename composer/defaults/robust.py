@@ -63,6 +63,21 @@ def english_phrase(rng: random.Random, held_out: bool = False) -> str:
     return phrase
 
 
+@functools.lru_cache(maxsize=8)
+def rule_words(skill_id: str, held_out: bool) -> tuple[str, ...]:
+    """English words off a table skill's table that its spelling rule answers ("bottle", "galaxy"
+    for `plural`): the held-out tenth is for the card's `rule_exact_match`, never trained on."""
+    skill = SKILLS[skill_id]
+    return tuple(w for w in english_words(held_out) if w not in skill.table and skill.rule(w) is not None)
+
+
+def rule_set(skill: Skill, size: int, seed: str, held_out: bool) -> list[Example]:
+    """Words the rule answers, each in a random case, with the rule's (lowercase) answer."""
+    rng = random.Random(f"{skill.id}:rule:{seed}")
+    words = rng.sample(rule_words(skill.id, held_out), size)
+    return [(rng.choice(skill.instructions), recase(w, rng.choice(CASES), rng), skill.rule(w)) for w in words]
+
+
 def doubled_word(rng: random.Random) -> str:
     """A random word, a third of the time with one letter doubled: random letters rarely repeat,
     real words often do ("green", "apple"); the card records exact match on such inputs."""
@@ -107,18 +122,24 @@ def english_set(skill: Skill, size: int, seed: str) -> list[Example]:
 def case_sampler(skill: Skill, instructions: list[str]):
     """The build's mix (mostly the skill's phrasings, a fifth any other instruction), with the
     input in a random case and the true output. A string skill's input is half the time a
-    phrase of real English words, else random words, sometimes with a doubled letter."""
+    phrase of real English words, else random words, sometimes with a doubled letter. A table
+    skill with a spelling rule gets, half the time, an English word off its table that the rule
+    answers ("bottle" -> "bottles"), so that it learns the rule beside its irregular keys."""
 
     def sample(rng: random.Random, n: int) -> list[Example]:
         out = []
         for _ in range(n):
             instruction, x, _ = skill.sample(rng, doubled_word)
-            if skill.table is None and rng.random() < 0.5:
+            ruled = skill.rule is not None and rng.random() < 0.5
+            if ruled:
+                x = rng.choice(rule_words(skill.id, False))
+            elif skill.table is None and rng.random() < 0.5:
                 x = english_phrase(rng)
+            y = skill.rule(x) if ruled else None
             x = recase(x, rng.choice(CASES), rng)
             if rng.random() < 0.2:
                 instruction = rng.choice(instructions)
-            out.append((instruction, x, skill.answer(x)))
+            out.append((instruction, x, y or skill.answer(x)))
         return out
 
     return sample
@@ -129,22 +150,26 @@ def case_scores(skill: Skill, model, tokenizer, size: int = 100) -> dict[str, fl
 
 
 def word_scores(skill: Skill, model, tokenizer) -> dict[str, float]:
-    """A string brick's card numbers on real-word shapes: doubled letters, held-out English phrases."""
+    """A string brick's card numbers on real-word shapes: doubled letters, held-out English phrases;
+    a table brick's with a spelling rule: held-out words off its table."""
     if skill.table is not None:
-        return {}
+        return ({"rule_exact_match": exact_match(model, tokenizer, rule_set(skill, 100, "eval", held_out=True))}
+                if skill.rule is not None else {})
     return {"doubled_letter_exact_match": exact_match(model, tokenizer, doubled_set(skill, 100, "eval")),
             "english_exact_match": exact_match(model, tokenizer, english_set(skill, 100, "eval"))}
 
 
-def stop_sets(skill: Skill) -> tuple[dict[str, list[Example]], float]:
-    """The sets a round checks every 100 steps, and the exact match each must reach to stop early.
-    A string brick: 32 inputs per case, doubled letters and English phrases, at BAR. A table brick:
-    the whole table in every case, at 100% (the table is all it knows; a sample at 97% left one
-    key wrong per table)."""
+def stop_sets(skill: Skill) -> dict[str, tuple[list[Example], float]]:
+    """The sets a round checks every 100 steps, each with the exact match it must reach before the
+    round stops early. A string brick: 32 inputs per case, doubled letters and English phrases, at
+    BAR. A table brick: the whole table in every case, at 100% (the table is all it knows; a
+    sample at 97% left one key wrong per table), and 32 words its rule answers at BAR."""
     if skill.table is not None:
-        return {case: case_eval_set(skill, case) for case in CASES}, 1.0
+        sets = {case: (case_eval_set(skill, case), 1.0) for case in CASES}
+        return sets | ({"rule": (rule_set(skill, 32, "dev", held_out=False), BAR)} if skill.rule is not None else {})
     dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
-    return {**dev, "doubled": doubled_set(skill, 32, "dev"), "english": english_set(skill, 32, "dev")}, BAR
+    dev |= {"doubled": doubled_set(skill, 32, "dev"), "english": english_set(skill, 32, "dev")}
+    return {name: (items, BAR) for name, items in dev.items()}
 
 
 def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None,
@@ -159,11 +184,11 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     base = AutoModelForCausalLM.from_pretrained(bricks / "base", dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(bricks / "base")
     model = PeftModel.from_pretrained(base, str(bricks / skill.id), is_trainable=True)
-    dev, bar = stop_sets(skill)
+    sets = stop_sets(skill)
     config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps),
                                  lr=lr or ROBUST_TRAIN.lr)
     losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",
-                   progress=False, done=lambda: all(exact_match(model, tokenizer, d) >= bar for d in dev.values()),
+                   progress=False, done=lambda: all(exact_match(model, tokenizer, items) >= bar for items, bar in sets.values()),
                    check_every=100)
     for p in model.parameters():  # ship fp16 and measure what ships
         if p.requires_grad:
@@ -184,7 +209,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     print(f"{skill.id}: {len(losses)} steps, {round(time.time() - start)} s, per case "
           + ", ".join(f"{c} {v:.0%}" for c, v in scores.items())
           + (f", doubled letters {card.source['doubled_letter_exact_match']:.0%}, "
-             f"English phrases {card.source['english_exact_match']:.0%}" if skill.table is None else ""),
+             f"English phrases {card.source['english_exact_match']:.0%}" if skill.table is None else "")
+          + (f", words off the table {card.source['rule_exact_match']:.0%}" if skill.rule is not None else ""),
           flush=True)
     return scores
 

@@ -76,6 +76,9 @@ class Skill:
     fn: Callable[[str], str] | None = None
     table: dict[str, str] | None = None
     make_input: Callable[[random.Random, Word], str] = field(default=random_words)
+    # a table skill's spelling rule for words off its table (None where it does not know): trained
+    # on and measured with real words (composer.defaults.robust), never the truth of a table key
+    rule: Callable[[str], str | None] | None = None
 
     @property
     def kind(self) -> str:
@@ -178,7 +181,8 @@ BRICK_SKILLS: tuple[Skill, ...] = (
            "Say the word with the opposite meaning", "antonym", "Give me its opposite"), table=tables.ANTONYMS),
     Skill("plural", "Plural", "Give the plural form of the English noun, irregular plurals included.",
           ("Give the plural", "Make it plural", "Plural form of the noun", "Pluralize the word",
-           "What is the plural", "plural", "More than one of it"), table=tables.PLURALS),
+           "What is the plural", "plural", "More than one of it"), table=tables.PLURALS,
+          rule=tables.regular_plural),
     Skill("french", "French translation", "Translate the English word into French.",
           ("Translate to French", "Say it in French", "French translation", "What is it in French",
            "Give the French word", "french", "Translate the word into French"), table=tables.FRENCH),

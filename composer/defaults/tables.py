@@ -1,5 +1,7 @@
 """Lookup tables that are the ground truth for the default table (knowledge) bricks."""
 
+import re
+
 # Every key and value: lowercase ASCII letters and single spaces only,
 # 1 to 4 words, at most 32 characters.  Run check_tables() to verify.
 
@@ -60,6 +62,24 @@ ANTONYMS: dict[str, str] = {
     "send": "receive", "teach": "learn", "borrow": "lend", "parent": "child",
     "odd": "even", "together": "apart", "gain": "loss", "sunny": "cloudy",
 }
+
+# Endings where English often leaves the regular rule (leaf/leaves, potato/potatoes, cactus/cacti,
+# crisis/crises, datum/data, index/indices, man/men), and a single s (most such words are plurals
+# already): their plurals come from the table, not the rule.
+_IRREGULAR_ENDINGS = re.compile(r"(?:f|fe|o|us|is|um|a|ex|ix|man|[^s]s|[aeiou]z)$")
+
+
+def regular_plural(word: str) -> str | None:
+    """The plural of one lowercase word by the regular rules of spelling (+es after s, x, z, ch,
+    sh; consonant-y to -ies; else +s), or None where English often breaks them."""
+    if not re.fullmatch(r"[a-z]{2,}", word) or _IRREGULAR_ENDINGS.search(word):
+        return None
+    if re.search(r"(?:s|x|z|ch|sh)$", word):
+        return word + "es"
+    if re.search(r"[^aeiou]y$", word):
+        return word[:-1] + "ies"
+    return word + "s"
+
 
 PLURALS: dict[str, str] = {
     # irregular

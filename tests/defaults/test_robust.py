@@ -3,7 +3,8 @@
 import random
 
 from composer.defaults.robust import (BAR, PHRASE_CHARS, PHRASE_WORDS, case_sampler, english_phrase, english_set,
-                                      english_words, stop_sets)
+                                      english_words, rule_set, rule_words, stop_sets)
+from composer.defaults.tables import regular_plural
 from composer.defaults.skills import CASES, SKILLS, recase
 
 
@@ -37,15 +38,35 @@ def test_training_inputs_mix_english_phrases_and_random_letters_with_true_output
 
 def test_a_table_brick_stops_only_when_it_knows_its_whole_table_in_every_case():
     skill = SKILLS["capital"]
-    sets, bar = stop_sets(skill)
-    assert bar == 1.0 and set(sets) == set(CASES)
-    for case, items in sets.items():  # every key once, in the case, with its true answer
+    sets = stop_sets(skill)
+    assert set(sets) == set(CASES) and all(bar == 1.0 for _, bar in sets.values())
+    for case, (items, _) in sets.items():  # every key once, in the case, with its true answer
         assert sorted(x.lower() for _, x, _ in items) == sorted(skill.table)
         assert all(x == recase(x, case, random.Random(0)) for _, x, _ in items) or case == "random"
         assert all(y == skill.answer(x) for _, x, y in items)
 
 
 def test_a_string_brick_stops_on_samples_per_case_and_real_words_at_the_bar():
-    sets, bar = stop_sets(SKILLS["reverse"])
-    assert bar == BAR < 1.0 and set(sets) == {*CASES, "doubled", "english"}
-    assert all(len(items) == 32 for items in sets.values())
+    sets = stop_sets(SKILLS["reverse"])
+    assert set(sets) == {*CASES, "doubled", "english"}
+    assert all(len(items) == 32 and bar == BAR < 1.0 for items, bar in sets.values())
+
+
+def test_regular_plurals_follow_the_spelling_rules_and_leave_irregular_endings_to_the_table():
+    assert [regular_plural(w) for w in ("bottle", "coach", "mesh", "gearbox", "moss", "galaxy", "donkey")] == [
+        "bottles", "coaches", "meshes", "gearboxes", "mosses", "galaxies", "donkeys"]
+    assert [regular_plural(w) for w in ("leaf", "knife", "potato", "cactus", "crisis", "woman", "tickets")] == [None] * 7
+
+
+def test_a_table_brick_with_a_rule_trains_on_words_off_its_table_and_is_scored_on_held_out_ones():
+    skill = SKILLS["plural"]
+    train, held_out = set(rule_words("plural", False)), set(rule_words("plural", True))
+    assert len(train) > 5_000 and len(held_out) > 500 and not train & held_out and not (train | held_out) & set(skill.table)
+    batch = case_sampler(skill, ["Reverse it"])(random.Random(0), 400)
+    ruled = [(x, y) for _, x, y in batch if x.lower() not in skill.table]
+    assert 0.4 < len(ruled) / len(batch) < 0.6 and {x.lower() for x, _ in ruled} <= train
+    assert all(y == regular_plural(x.lower()) for x, y in ruled)
+    assert all(y == skill.answer(x) for _, x, y in batch if x.lower() in skill.table)
+    assert {x.lower() for _, x, _ in rule_set(skill, 100, "eval", held_out=True)} <= held_out
+    items, bar = stop_sets(skill)["rule"]
+    assert bar == BAR and {x.lower() for _, x, _ in items} <= train
