@@ -5,7 +5,9 @@ its knowledge bricks (`capital`, `antonym`, `plural`, `french`, `sentiment`) lea
 tables (`data.jsonl`), and their cards score them on the whole table. This measures what a
 user meets outside the table, on inputs written here and checked to be in no table:
 
-- `sentiment` on 48 short reviews (24 positive, 24 negative);
+- `sentiment` on 48 short reviews written here (24 positive, 24 negative) and on 80 written
+  blind (`benchmarks/data/sentiment_reviews_blind.jsonl`: 40 and 40, by a session that saw
+  neither the code nor the table; the two of them that are in the table are left out);
 - `plural` on 40 regular nouns (+s, +es, consonant-y -> -ies, vowel-y +s) from the held-out
   tenth of the English word list (`composer.defaults.robust.english_words`), where a rule
   generalises: the brick is trained on the rule with the other nine tenths.
@@ -24,7 +26,9 @@ from composer import Composer
 from composer.defaults.robust import english_words
 from composer.defaults.tables import PLURALS, SENTIMENT
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "off_table.json"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "off_table.json"
+BLIND_REVIEWS = ROOT / "benchmarks" / "data" / "sentiment_reviews_blind.jsonl"
 
 POSITIVE = ("the soup was delicious", "a heartwarming story", "i enjoyed every page", "the nurses were so kind",
             "a gorgeous sunset view", "the best coffee in town", "clean rooms and helpful staff", "an inspiring talk",
@@ -70,9 +74,14 @@ def main() -> None:
     assert not {t for t, _ in reviews} & set(SENTIMENT) and not nouns_held_out & set(PLURALS)
     assert nouns_held_out <= set(english_words(held_out=True)), "the nouns must be held out of training"
     c = Composer.from_default()
+    blind = [(r["text"], r["label"]) for r in map(json.loads, BLIND_REVIEWS.read_text().splitlines())
+             if r["text"] not in SENTIMENT]  # two of the 80 are in the table ("worth every penny")
     out = {"sentiment": {"all": share(c, "sentiment", reviews),
                          "positive": share(c, "sentiment", reviews[:len(POSITIVE)]),
                          "negative": share(c, "sentiment", reviews[len(POSITIVE):])},
+           "sentiment_blind": {"all": share(c, "sentiment", blind),
+                               **{label: share(c, "sentiment", [r for r in blind if r[1] == label])
+                                  for label in ("positive", "negative")}},
            "plural": {"all": share(c, "plural", [i for items in nouns.values() for i in items]),
                       **{rule: share(c, "plural", items) for rule, items in nouns.items()}}}
     for brick, parts in out.items():
