@@ -135,11 +135,11 @@ def case_sampler(skill: Skill, instructions: list[str]):
                 x = rng.choice(rule_words(skill.id, False))
             elif skill.table is None and rng.random() < 0.5:
                 x = english_phrase(rng)
-            y = skill.rule(x) if ruled else None
+            y = skill.rule(x) if ruled else None  # the rule answers the lowercase word
             x = recase(x, rng.choice(CASES), rng)
             if rng.random() < 0.2:
                 instruction = rng.choice(instructions)
-            out.append((instruction, x, y or skill.answer(x)))
+            out.append((instruction, x, y if ruled else skill.answer(x)))
         return out
 
     return sample
@@ -188,8 +188,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     config = dataclasses.replace(ROBUST_TRAIN, steps=steps or STEPS.get(skill.id, ROBUST_TRAIN.steps),
                                  lr=lr or ROBUST_TRAIN.lr)
     losses = train(model, tokenizer, case_sampler(skill, ALL_INSTRUCTIONS), config, desc=f"robust {skill.id}",
-                   progress=False, done=lambda: all(exact_match(model, tokenizer, items) >= bar for items, bar in sets.values()),
-                   check_every=100)
+                   progress=False, check_every=100,
+                   done=lambda: all(exact_match(model, tokenizer, items) >= bar for items, bar in sets.values()))
     for p in model.parameters():  # ship fp16 and measure what ships
         if p.requires_grad:
             p.data = p.data.half().float()
