@@ -119,7 +119,8 @@ _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)
 # separators a step may split on, if retrieval agrees: commas, "and", and the space after the
 # payload's "it" ("plural of it in uppercase", "capital of it backwards") unless what follows
 # says what it becomes ("abbreviate it to its initials", "turn it into an acronym")
-_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])", re.I)
+_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+(?!so\s+(?:on|forth)\b)|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])",
+                   re.I)  # "and so on" is no cut
 _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()[]“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece

@@ -273,6 +273,13 @@ def test_commas_and_and_split_only_when_every_piece_retrieves(guided):
 
 
 @needs_default
+def test_and_so_on_is_no_cut(guided):
+    plan = guided.plan("Drop the vowels, put the last word of that first and so on, switch that to capitals: hot tea pot")
+    assert [s.instruction for s in plan.steps] == ["Drop the vowels", "put the last word of that first and so on",
+                                                   "switch that to capitals"]
+
+
+@needs_default
 def test_but_splits_like_and_when_both_pieces_retrieve(guided):
     plan = guided.plan("antonym of early but in uppercase")
     assert plan.payload == "early" and [s.instruction for s in plan.steps] == ["antonym of it", "in uppercase"]
