@@ -57,10 +57,18 @@ def plural(word: str, rule: str) -> str:
     return {"+s": word + "s", "+es": word + "es", "-ies": word[:-1] + "ies", "vowel-y +s": word + "s"}[rule]
 
 
-def share(c: Composer, brick: str, items: list[tuple[str, str]]) -> dict:
-    outs = c.run_bricks([brick] * len(items), [x for x, _ in items])
-    right = sum(o.output.strip() == y for o, (_, y) in zip(outs, items))
-    return {"right": right, "of": len(items), "exact": round(right / len(items), 4)}
+def scored(c: Composer, brick: str, groups: dict[str, list[tuple[str, str]]]) -> dict:
+    """Exact match of `brick` on every group of (input, answer) items and on all of them, each
+    input run once."""
+    items = [item for group in groups.values() for item in group]
+    outs = iter(c.run_bricks([brick] * len(items), [x for x, _ in items]))
+    hits = {name: [next(outs).output.strip() == y for _, y in group] for name, group in groups.items()}
+
+    def share(right: list[bool]) -> dict:
+        return {"right": sum(right), "of": len(right), "exact": round(sum(right) / len(right), 4)}
+
+    return {"all": share([h for group in hits.values() for h in group]),
+            **{name: share(group) for name, group in hits.items()}}
 
 
 def main() -> None:
@@ -76,14 +84,10 @@ def main() -> None:
     c = Composer.from_default()
     blind = [(r["text"], r["label"]) for r in map(json.loads, BLIND_REVIEWS.read_text().splitlines())
              if r["text"] not in SENTIMENT]  # two of the 80 are in the table ("worth every penny")
-    out = {"sentiment": {"all": share(c, "sentiment", reviews),
-                         "positive": share(c, "sentiment", reviews[:len(POSITIVE)]),
-                         "negative": share(c, "sentiment", reviews[len(POSITIVE):])},
-           "sentiment_blind": {"all": share(c, "sentiment", blind),
-                               **{label: share(c, "sentiment", [r for r in blind if r[1] == label])
-                                  for label in ("positive", "negative")}},
-           "plural": {"all": share(c, "plural", [i for items in nouns.values() for i in items]),
-                      **{rule: share(c, "plural", items) for rule, items in nouns.items()}}}
+    by_label = {label: [r for r in reviews if r[1] == label] for label in ("positive", "negative")}
+    blind_by_label = {label: [r for r in blind if r[1] == label] for label in ("positive", "negative")}
+    out = {"sentiment": scored(c, "sentiment", by_label), "sentiment_blind": scored(c, "sentiment", blind_by_label),
+           "plural": scored(c, "plural", nouns)}
     for brick, parts in out.items():
         print(brick, ", ".join(f"{k} {v['right']}/{v['of']}" for k, v in parts.items()))
     results.write_text(json.dumps(out, indent=1) + "\n")
