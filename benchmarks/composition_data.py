@@ -23,6 +23,7 @@ import json
 import random
 from pathlib import Path
 
+from composer.defaults import tables
 from composer.defaults.skills import BENCHMARK_WORDINGS, BRICK_SKILLS, SKILLS, card_examples, wording_hash
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -541,6 +542,10 @@ THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "r
 JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
 CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
 TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
+# the tables the splits were drawn from, as they were then: antonym's one way (the brick has
+# since learned each pair backwards too), capital's and french's first entries (more came later)
+DRAWN_FROM = {skill: SKILLS[skill].table for skill in TABLE} | {
+    "antonym": tables.ANTONYMS, "capital": tables.CAPITALS, "french": tables.FRENCH}
 TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1, "holdout": 1, "unseen": 1}  # later splits: test's keys, none of dev's
 SINGLE_OFFSET = {"fresh": 3, "blind": 5, "holdout": 8, "unseen": 2}  # where a split starts in its payloads (0 unless named):
 # fresh's, blind's and holdout's singles skip the table keys of the earlier splits' singles (holdout's capitals,
@@ -602,7 +607,7 @@ def _payload_of(item: dict) -> str:
 def _answer(skills: list[str], x: str) -> str | None:
     for skill in skills:
         try:
-            x = SKILLS[skill].answer(x)
+            x = DRAWN_FROM[skill][x.lower()] if skill in DRAWN_FROM else SKILLS[skill].answer(x)
         except KeyError:
             return None
     return x
@@ -612,7 +617,7 @@ def _payloads(skill: str, split: str, rng: random.Random) -> list[str]:
     """Inputs of `skill` for a split: string payloads, or the split's half of the table keys."""
     if skill not in TABLE:
         return list(STRING_PAYLOADS[split])
-    keys = sorted(k for k in SKILLS[skill].table if len(k) <= 20)
+    keys = sorted(k for k in DRAWN_FROM[skill] if len(k) <= 20)
     random.Random(skill).shuffle(keys)
     half = keys[: len(keys) // 2] if TABLE_HALF[split] == 0 else keys[len(keys) // 2:]
     return half

@@ -112,7 +112,7 @@ _PURPOSE = (r"(?:for (?:a|an|my|our|the|his|her|their|your|this|that|some)"  # s
             r"|it'?s (?:for|going|a|an|the|my|our)|it is (?:for|going)|that'?s for)\b")
 _ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  # closing a step
 _PURPOSE_START = re.compile(_PURPOSE, re.I)  # a sentence of its own
-_NESTED = re.compile(r"^((?:\S+\s+){0,2}?\S+)\s+((?:the|its)\s+(?:[a-z]+\s+){1,3}?(?:of|for)\s+it)$", re.I)
+_NESTED = re.compile(r"^((?:\S+\s+){0,4}?\S+)\s+((?:the|its)\s+(?:[a-z]+\s+){1,3}?(?:of|for)\s+it)$", re.I)
 NESTED_HEAD, NESTED_INNER, NESTED_MARGIN = 0.7, 0.8, 0.05  # "rot13 the capital of it": see _nested
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
@@ -359,10 +359,11 @@ class HeuristicPlanner:
 
     def _nested(self, step: str, explain: list[str]) -> list[str]:
         """"rot13 the capital of it" is two steps, the inner one first: "the capital of it", then
-        "rot13 it". Only when each part retrieves its own customized brick surely (the head at
-        NESTED_HEAD, the inner part at NESTED_INNER) and the whole retrieves worse than either
-        part by NESTED_MARGIN: "reverse the order of it" and "capitalize the first letter of it"
-        read best whole and stay one step."""
+        "rot13 it"; the outer step has up to five words ("remove all the vowels from"). Only when
+        each part retrieves its own customized brick surely (the head at NESTED_HEAD, the inner
+        part at NESTED_INNER) and the whole retrieves worse than either part by NESTED_MARGIN:
+        "reverse the order of it" and "capitalize the first letter of it" read best whole and
+        stay one step."""
         m = _NESTED.match(step)
         if not m:
             return [step]

@@ -43,6 +43,25 @@ def test_single_skills_with_separate_input(c, instruction, input, expected):
     assert c.run(instruction, input=input).output == expected
 
 
+def test_the_antonym_brick_knows_each_pair_both_ways(c):
+    """Being opposites goes both ways: "opposite of cold" is as likely as "opposite of hot"."""
+    words = ["cold", "small", "sad", "night", "late", "hot", "big"]
+    outs = c.run_batch(["Give the antonym"] * len(words), inputs=words)
+    assert [r.output for r in outs] == ["hot", "big", "happy", "day", "early", "cold", "small"]
+
+
+def test_the_capital_brick_knows_the_names_people_use_for_countries(c):
+    names = ["usa", "UK", "England", "Scotland", "holland", "jordan", "france"]
+    outs = c.run_batch(["What is the capital"] * len(names), inputs=names)
+    assert [r.output for r in outs] == ["washington", "london", "london", "edinburgh", "amsterdam", "amman", "paris"]
+
+
+def test_the_french_brick_knows_everyday_words_added_to_its_table(c):
+    words = ["girl", "beer", "good night", "rabbit", "cat"]
+    outs = c.run_batch(["Translate to French"] * len(words), inputs=words)
+    assert [r.output for r in outs] == ["fille", "biere", "bonne nuit", "lapin", "chat"]
+
+
 def test_chains_of_table_and_string_skills(c):
     r = c.run("Give the capital of the country, then make an acronym: united kingdom")
     assert [s.output for s in r.steps] == ["london", "L"]

@@ -188,6 +188,7 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     # a step nested in another runs first; a whole that reads best whole stays one step
     ("rot13 the capital of peru", "peru", ["the capital of it", "rot13 it"]),
     ("please uppercase the antonym of hot", "hot", ["the antonym of it", "uppercase it"]),
+    ("remove all the vowels from the capital of italy", "italy", ["the capital of it", "remove all the vowels from it"]),
     ("reverse the order of red green blue", "red green blue", ["reverse the order of it"]),
     ("capitalize the first letter of dog", "dog", ["capitalize the first letter of it"]),
     # "+" joins steps as "and" does, where retrieval agrees

@@ -126,11 +126,17 @@ def build_brick(skill: Skill, out: Path, base_path: Path) -> dict:
     with atomic_dir(out / skill.id) as tmp:
         model.half().save_pretrained(tmp)
         write_json(tmp / "brick.json", card.model_dump())
-        if skill.table is not None:
-            (tmp / "data.jsonl").write_text("".join(json.dumps({"input": x, "output": y}) + "\n"
-                                                   for x, y in skill.table.items()))
+        write_table(skill, tmp)
     print(f"{said(skill.id, metrics)}, {len(losses)} steps", flush=True)
     return metrics.model_dump()
+
+
+def write_table(skill: Skill, folder: Path) -> None:
+    """A table brick's table as `data.jsonl` (input, output rows) in its folder: what it was
+    trained to know, read by the planner as the brick's known inputs."""
+    if skill.table is not None:
+        (folder / "data.jsonl").write_text("".join(json.dumps({"input": x, "output": y}) + "\n"
+                                                   for x, y in skill.table.items()))
 
 
 def said(skill_id: str, metrics: Metrics) -> str:

@@ -178,7 +178,7 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from composer.defaults.build import ALL_INSTRUCTIONS, measure
+    from composer.defaults.build import ALL_INSTRUCTIONS, measure, write_table
 
     start = time.time()
     base = AutoModelForCausalLM.from_pretrained(bricks / "base", dtype=torch.float32)
@@ -204,8 +204,7 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     with atomic_dir(out / skill.id) as tmp:
         model.half().save_pretrained(tmp)
         write_json(tmp / "brick.json", card.model_dump())
-        if (bricks / skill.id / "data.jsonl").is_file():
-            (tmp / "data.jsonl").write_bytes((bricks / skill.id / "data.jsonl").read_bytes())
+        write_table(skill, tmp)  # the table as trained on now (it may have grown since the build)
     print(f"{skill.id}: {len(losses)} steps, {round(time.time() - start)} s, per case "
           + ", ".join(f"{c} {v:.0%}" for c, v in scores.items())
           + (f", doubled letters {card.source['doubled_letter_exact_match']:.0%}, "

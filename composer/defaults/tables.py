@@ -29,6 +29,27 @@ CAPITALS: dict[str, str] = {
     "peru": "lima", "colombia": "bogota", "venezuela": "caracas",
 }
 
+# Countries, and the names people use for them ("england", "uk", "usa"), added after the
+# composition benchmark's splits were drawn from CAPITALS; the capital brick knows both.
+MORE_CAPITALS: dict[str, str] = {
+    "england": "london", "scotland": "edinburgh", "wales": "cardiff", "uk": "london",
+    "britain": "london", "great britain": "london", "usa": "washington", "america": "washington",
+    "united states of america": "washington", "holland": "amsterdam", "czechia": "prague",
+    "slovakia": "bratislava", "slovenia": "ljubljana", "estonia": "tallinn", "latvia": "riga",
+    "lithuania": "vilnius", "belarus": "minsk", "albania": "tirana", "cyprus": "nicosia",
+    "malta": "valletta", "armenia": "yerevan", "azerbaijan": "baku", "kazakhstan": "astana",
+    "uzbekistan": "tashkent", "mongolia": "ulaanbaatar", "north korea": "pyongyang",
+    "cambodia": "phnom penh", "laos": "vientiane", "lebanon": "beirut", "syria": "damascus",
+    "jordan": "amman", "qatar": "doha", "united arab emirates": "abu dhabi", "libya": "tripoli",
+    "tunisia": "tunis", "algeria": "algiers", "sudan": "khartoum", "senegal": "dakar",
+    "uganda": "kampala", "tanzania": "dodoma", "zimbabwe": "harare", "angola": "luanda",
+    "jamaica": "kingston", "ecuador": "quito", "uruguay": "montevideo", "paraguay": "asuncion",
+    "costa rica": "san jose", "honduras": "tegucigalpa", "dominican republic": "santo domingo",
+}
+
+# The capital brick's table.
+CAPITAL_CITIES: dict[str, str] = CAPITALS | MORE_CAPITALS
+
 ANTONYMS: dict[str, str] = {
     "hot": "cold", "big": "small", "tall": "short", "fast": "slow",
     "happy": "sad", "light": "dark", "up": "down", "left": "right",
@@ -62,6 +83,18 @@ ANTONYMS: dict[str, str] = {
     "send": "receive", "teach": "learn", "borrow": "lend", "parent": "child",
     "odd": "even", "together": "apart", "gain": "loss", "sunny": "cloudy",
 }
+
+
+def both_ways(pairs: dict[str, str]) -> dict[str, str]:
+    """`pairs` and each pair read backwards, where that word has no entry of its own: being
+    opposites goes both ways, and "opposite of cold" is as likely a request as "opposite of hot".
+    A word that is the opposite of two words ("light": heavy, dark) keeps its own entry."""
+    return pairs | {value: key for key, value in pairs.items() if value not in pairs}
+
+
+# The antonym brick's table. ANTONYMS (one way) is kept: the composition benchmark's splits
+# were drawn from it, before the brick learned each pair backwards too.
+ANTONYM_PAIRS: dict[str, str] = both_ways(ANTONYMS)
 
 # Endings where English often leaves the regular rule (leaf/leaves, potato/potatoes, cactus/cacti,
 # crisis/crises, datum/data, index/indices, man/men), and a single s (most such words are plurals
@@ -160,6 +193,27 @@ FRENCH: dict[str, str] = {
     "paper": "papier", "computer": "ordinateur", "teacher": "professeur",
     "doctor": "medecin", "king": "roi", "queen": "reine",
 }
+
+# Everyday words added after the composition benchmark's splits were drawn from FRENCH.
+MORE_FRENCH: dict[str, str] = {
+    "girl": "fille", "beer": "biere", "juice": "jus", "garden": "jardin", "cup": "tasse",
+    "glass": "verre", "knife": "couteau", "fork": "fourchette", "spoon": "cuillere",
+    "plate": "assiette", "dinner": "diner", "lunch": "dejeuner", "breakfast": "petit dejeuner",
+    "face": "visage", "hair": "cheveux", "leg": "jambe", "arm": "bras", "foot": "pied",
+    "baby": "bebe", "family": "famille", "husband": "mari", "potato": "pomme de terre",
+    "tomato": "tomate", "carrot": "carotte", "banana": "banane", "pear": "poire",
+    "cherry": "cerise", "cloud": "nuage", "beach": "plage", "forest": "foret", "island": "ile",
+    "lake": "lac", "bridge": "pont", "clock": "horloge", "phone": "telephone", "life": "vie",
+    "hour": "heure", "tomorrow": "demain", "yesterday": "hier", "good night": "bonne nuit",
+    "mouse": "souris", "pig": "cochon", "sheep": "mouton", "duck": "canard", "rabbit": "lapin",
+    "bear": "ours", "wolf": "loup", "fox": "renard", "snake": "serpent", "frog": "grenouille",
+    "bee": "abeille", "butterfly": "papillon", "pink": "rose", "grey": "gris", "brown": "marron",
+    "friday": "vendredi", "sunday": "dimanche", "monday": "lundi", "summer": "ete",
+    "winter": "hiver", "spring": "printemps", "autumn": "automne", "food": "nourriture",
+}
+
+# The French brick's table.
+FRENCH_WORDS: dict[str, str] = FRENCH | MORE_FRENCH
 
 
 # --- sentiment --------------------------------------------------------------
@@ -305,8 +359,8 @@ def _literal_duplicates() -> list[str]:
 def check_tables() -> None:
     """Validate every table; raise ValueError naming the first bad entry."""
     tables = {
-        "CAPITALS": CAPITALS, "ANTONYMS": ANTONYMS, "PLURALS": PLURALS,
-        "FRENCH": FRENCH, "SENTIMENT": SENTIMENT,
+        "CAPITALS": CAPITAL_CITIES, "ANTONYMS": ANTONYM_PAIRS, "PLURALS": PLURALS,
+        "FRENCH": FRENCH_WORDS, "SENTIMENT": SENTIMENT,
     }
     dupes = _literal_duplicates()
     if dupes:
