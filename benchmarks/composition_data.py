@@ -18,6 +18,7 @@ are read by this script only. Expected outputs come from the skills' truth.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -542,10 +543,11 @@ THREE_STEP = [("remove_vowels", "reverse_words", "uppercase"), ("capitalize", "r
 JOINERS = ["then", "comma", "and", "numbered", "sentences", "and-then"]
 CASE_CHANGING = {"uppercase", "capitalize", "acronym"}
 TABLE = {s.id for s in BRICK_SKILLS if s.table is not None}
-# the tables the splits were drawn from, as they were then: antonym's one way (the brick has
-# since learned each pair backwards too), capital's and french's first entries (more came later)
-DRAWN_FROM = {skill: SKILLS[skill].table for skill in TABLE} | {
-    "antonym": tables.ANTONYMS, "capital": tables.CAPITALS, "french": tables.FRENCH}
+# the skills as the splits were drawn from them, with their tables as they were then: antonym's
+# one way (the brick has since learned each pair backwards too), capital's and french's first
+# entries (more came later)
+DRAWN_FROM = SKILLS | {skill: dataclasses.replace(SKILLS[skill], table=table) for skill, table in (
+    ("antonym", tables.ANTONYMS), ("capital", tables.CAPITALS), ("french", tables.FRENCH))}
 TABLE_HALF = {"dev": 0, "test": 1, "fresh": 1, "blind": 1, "holdout": 1, "unseen": 1}  # later splits: test's keys, none of dev's
 SINGLE_OFFSET = {"fresh": 3, "blind": 5, "holdout": 8, "unseen": 2}  # where a split starts in its payloads (0 unless named):
 # fresh's, blind's and holdout's singles skip the table keys of the earlier splits' singles (holdout's capitals,
@@ -607,7 +609,7 @@ def _payload_of(item: dict) -> str:
 def _answer(skills: list[str], x: str) -> str | None:
     for skill in skills:
         try:
-            x = DRAWN_FROM[skill][x.lower()] if skill in DRAWN_FROM else SKILLS[skill].answer(x)
+            x = DRAWN_FROM[skill].answer(x)
         except KeyError:
             return None
     return x
@@ -617,7 +619,7 @@ def _payloads(skill: str, split: str, rng: random.Random) -> list[str]:
     """Inputs of `skill` for a split: string payloads, or the split's half of the table keys."""
     if skill not in TABLE:
         return list(STRING_PAYLOADS[split])
-    keys = sorted(k for k in DRAWN_FROM[skill] if len(k) <= 20)
+    keys = sorted(k for k in DRAWN_FROM[skill].table if len(k) <= 20)
     random.Random(skill).shuffle(keys)
     half = keys[: len(keys) // 2] if TABLE_HALF[split] == 0 else keys[len(keys) // 2:]
     return half
@@ -633,7 +635,7 @@ def single_items(split: str) -> list[dict]:
             filled = _fill(template, x)
             payload = filled["input"] or (x.title() if "{X}" in template else x)
             items.append({"kind": "single", "skills": [skill], **filled,
-                          "expected": SKILLS[skill].answer(payload), "payload": payload})
+                          "expected": DRAWN_FROM[skill].answer(payload), "payload": payload})
     return items
 
 
