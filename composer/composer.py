@@ -373,9 +373,22 @@ class _Batch:
                 if self.on_step is not None:
                     self.on_step(i, step)
             depth += 1
-        return [self.failed[i] if i in self.failed else
-                Result(instruction=plans[i].instruction, output=current[i], plan=plans[i], steps=traces[i])
+        return [self.failed[i] if i in self.failed else self.result(plans[i], current[i], traces[i])
                 for i in range(len(self.instructions))]
+
+    @staticmethod
+    def result(plan: Plan, output: str, trace: list[StepResult]) -> Result:
+        """A modifier step (`Step.modifier`) that changed nothing was done by the step before
+        ("initials of it | in caps": initials are capitals already): it is folded into that
+        step's note, so the result's steps are the ones that did something."""
+        steps: list[StepResult] = []
+        for spec, step in zip(plan.steps, trace):
+            if steps and spec.modifier and step.output == step.input:
+                note = f"{steps[-1].note}; then {step.instruction!r} ({', '.join(step.used)}) changed nothing: already so"
+                steps[-1] = steps[-1].model_copy(update={"note": note.lstrip("; "), "ms": steps[-1].ms + step.ms})
+            else:
+                steps.append(step)
+        return Result(instruction=plan.instruction, output=output, plan=plan, steps=steps)
 
     def runner_ups(self, rows: list, outs: list, current: dict[int, str]) -> Iterator[tuple[int, tuple, tuple]]:
         """(index, row, out) for each close call whose top brick left its input unchanged and

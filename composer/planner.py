@@ -22,15 +22,18 @@ planner is deterministic and explains itself in `Plan.explain`:
    reads Kenya, and "What is its capital".
 2. Steps: split on sequencing cues ("then", "and then", "after that", "followed by", "next",
    "finally", ";", sentence ends, numbered lists, arrows, pipes, spaced dashes); then, with a
-   search function, on commas, "and", "but", "+" and after the payload's "it" ("capital of it
-   backwards") when — and only when — every piece retrieves a brick with at least
-   `split_score` (IT_CUT_MARGIN more after "it"), neighbouring pieces retrieve different
-   bricks, the pieces retrieve on average no worse than the whole step does (less
-   SPLIT_MARGIN) and the whole does not ask for one piece's brick more clearly than that
-   piece alone (retrieval-guided segmentation: "remove
-   the vowels and reverse it" splits; "uppercase salt and pepper", "Help me with my French
-   homework, translate" and "write it the other way round, one letter at a time" do not;
-   "reverse it, and reverse it again" does). Last, neighbouring steps whose best customized
+   search function, on commas, "and", "but", "+", after the payload's "it" ("capital of it
+   backwards") and before a closing "in"/"with" ("spell it backwards in caps", not after a word
+   naming parts of the text: "first letters in caps") when — and only when — every piece
+   retrieves a brick with at least `split_score` (IT_CUT_MARGIN more without a comma or "and"),
+   neighbouring pieces retrieve different bricks, the pieces retrieve on average no worse than
+   the whole step does (less SPLIT_MARGIN) and the whole does not ask for one piece's brick
+   more clearly than that piece alone (retrieval-guided segmentation: "remove the vowels and
+   reverse it" splits; "uppercase salt and pepper", "Help me with my French homework,
+   translate" and "write it the other way round, one letter at a time" do not; "reverse it, and
+   reverse it again" does). A later piece that is no command on the result ("in caps", not
+   "uppercase it") is a `Step.modifier`: the result folds it into the step before when it
+   changes nothing ("initials of it, in caps"). Last, neighbouring steps whose best customized
    brick is the same, both retrieved at `payload_score` or more, become one ("put it in full
    uppercase. no lowercase anywhere"), unless the later says "again" or "twice", or reads as
    another brick once its words naming the earlier result are "it" ("write that French word
@@ -74,6 +77,10 @@ Mode = Literal["auto", "single", "mixture", "merge", "arrow", "sparse", "base"]
 class Step(BaseModel):
     instruction: str = Field(description="the sub-instruction, also the retrieval query")
     mode: Mode = Field("auto", description="how the step's bricks combine; auto = decided from retrieval scores")
+    modifier: bool = Field(False, description="split off the step before by retrieval (at a comma, 'and' or a "
+                                              "closing phrase), no command on the result: when it changes nothing, "
+                                              "the step before already did it ('initials, in caps'), and the result "
+                                              "folds it in")
 
 
 class Plan(BaseModel):
@@ -114,13 +121,24 @@ _ASIDE_CLAUSE = re.compile(rf"(?:,|\s-)\s*({_PURPOSE}[^,]*?)[.!?]*\s*$", re.I)  
 _PURPOSE_START = re.compile(_PURPOSE, re.I)  # a sentence of its own
 _NESTED = re.compile(r"^((?:\S+\s+){0,4}?\S+)\s+((?:the|its)\s+(?:[a-z]+\s+){1,3}?(?:of|for)\s+it)$", re.I)
 NESTED_HEAD, NESTED_INNER, NESTED_MARGIN = 0.7, 0.8, 0.05  # "rot13 the capital of it": see _nested
+# "before you rot13 it, title-case it": the clause after the comma runs first
+_BEFORE_YOU = re.compile(r"before\s+(?:you|u|we)\s+([^,;]+?)\s*,\s*(.+)", re.I | re.S)
+# "initials of it after flipping the word order": the -ing step runs first ("before spelling it" runs last)
+_NOT_VERBS = "thing|nothing|something|anything|everything|morning|evening|during|spring|string|king|ring|sing|bring|" \
+             "wedding|building|meeting|ceiling|lightning|pudding|clothing|feeling|ending|beginning"
+_BEFORE_AFTER_ING = re.compile(rf"(.+?),?\s+(before|after)\s+((?!(?:{_NOT_VERBS})\b)[a-z]{{2,}}ing\b.*)", re.I | re.S)
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
-# separators a step may split on, if retrieval agrees: commas, "and", and the space after the
+# separators a step may split on, if retrieval agrees: commas, "and", the space after the
 # payload's "it" ("plural of it in uppercase", "capital of it backwards") unless what follows
-# says what it becomes ("abbreviate it to its initials", "turn it into an acronym")
-_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+(?!so\s+(?:on|forth)\b)|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])",
-                   re.I)  # "and so on" is no cut
+# says what it becomes ("abbreviate it to its initials", "turn it into an acronym"), and the
+# space before a closing "in ..." or "with ..." ("spell it backwards in caps", "in uppercase with
+# the vowels removed") unless it follows a word naming parts of the text, which it scopes ("first
+# letters in caps", "its initials in capitals"), or says "with a ..." ("start with a capital")
+_PARTS = ("letter", "letters", "word", "words", "initial", "initials", "character", "characters", "only")
+_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+(?!so\s+(?:on|forth)\b)|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])"
+                   r"|(?<=[a-z])" + "".join(rf"(?<!\b{w})" for w in _PARTS)
+                   + r"\s+(?=(?:in|with(?!\s+an?\b))\s+(?!(?:it|them|that|this)\b)[a-z])", re.I)  # "and so on" is no cut
 _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()[]“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
@@ -233,6 +251,17 @@ def split_steps(text: str) -> list[str]:
     return [piece for piece, _ in _marked_steps(text)]
 
 
+def _in_order(piece: str) -> list[str]:
+    """`piece` as steps in the order they run: "before you X, Y" is Y then X, "X after Ying Z"
+    is "Ying Z" then X, "X before Ying Z" is X then "Ying Z"."""
+    if m := _BEFORE_YOU.fullmatch(piece):
+        return [*_in_order(m.group(2)), *_in_order(m.group(1))]
+    if m := _BEFORE_AFTER_ING.fullmatch(piece):
+        first, later = (m.group(1), m.group(3)) if m.group(2).lower() == "before" else (m.group(3), m.group(1))
+        return [*_in_order(first), *_in_order(later)]
+    return [piece]
+
+
 def _marked_steps(text: str) -> list[tuple[str, bool]]:
     """(sub-instruction, whether a sequencing word, list number, arrow or semicolon sets it in
     the sequence) in order. A piece with only sentence ends, line breaks or dashes around it is
@@ -243,9 +272,9 @@ def _marked_steps(text: str) -> list[tuple[str, bool]]:
     for part in (_NUMBERED.split(text) if numbered else [text]):
         cuts = [(m.start(), m.end(), not _SOFT.fullmatch(m.group())) for m in _CUES.finditer(part)]
         for n, start in enumerate([0] + [b for _, b, _ in cuts]):
-            piece = _clean(part[start:cuts[n][0] if n < len(cuts) else len(part)])
-            if _is_step(piece):
-                out.append((piece, numbered or (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])))
+            pieces = [_clean(p) for p in _in_order(part[start:cuts[n][0] if n < len(cuts) else len(part)])]
+            marked = len(pieces) > 1 or numbered or (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])
+            out += [(piece, marked) for piece in pieces if _is_step(piece)]
     # a piece of glue words only asks for nothing: "And could you | then write that backwards",
     # "input: ... | 1) reverse"; dropped when another piece is left
     kept = [(piece, seq) for piece, seq in out if not _no_content(piece)]
@@ -313,9 +342,12 @@ class HeuristicPlanner:
         if payload is None and self.search:  # before splitting on "and": a payload may hold one
             first, payload = self._inline_payload(marked[0][0], explain)
             marked[0] = (first, marked[0][1])
-        marked = [(s, seq) for segment, seq in marked
-                  for piece in (self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment])
-                  for s in (self._nested(piece, explain) if self.search else [piece])]
+        split, modifiers = [], set()  # later pieces of a segment split by retrieval: see Step.modifier
+        for segment, seq in marked:
+            pieces = self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment]
+            modifiers.update(p for p in pieces[1:] if not _ACTS_ON_RESULT.match(p))  # "uppercase it" is a command
+            split += [(s, seq) for piece in pieces for s in (self._nested(piece, explain) if self.search else [piece])]
+        marked = split
         if self.search and len(marked) > 1:
             # restatements merge again once the asides between them are gone ("... spelled backwards. The
             # town is it. Would you mind reversing it?")
@@ -325,7 +357,7 @@ class HeuristicPlanner:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
         return Plan(instruction=instruction, payload=payload, explain=explain,
-                    steps=[Step(instruction=s, mode=mode) for s in steps])
+                    steps=[Step(instruction=s, mode=mode, modifier=n > 0 and s in modifiers) for n, s in enumerate(steps)])
 
     def _value_then_step(self, text: str, payload: str, how: str) -> tuple[str, str, str]:
         """"input=welcome aboard, make it all caps": an unquoted value runs to the end and left
@@ -404,7 +436,8 @@ class HeuristicPlanner:
         later piece is a verb acting on the result, "spell that from the end"), or its
         brick better than any piece alone does and no worse than the weakest piece its own (the
         pieces ask for it together)."""
-        seps = list(_WEAK.finditer(segment))[:4]
+        # at most four cuts, commas and "and" before the unmarked ones (after "it", before "in")
+        seps = sorted(sorted(_WEAK.finditer(segment), key=lambda m: not m.group().strip())[:4], key=lambda m: m.start())
         if not seps:
             return [segment]
         options = []

@@ -81,6 +81,19 @@ def test_a_close_call_whose_top_brick_changes_nothing_runs_the_runner_up(c):
     assert c.run_batch(["reverse the word order: moon"], settings=no_margin)[0].output == "moon"
 
 
+def test_a_modifier_that_changes_nothing_folds_into_the_step_before(c):
+    """"in caps" after initials: the acronym is capitals already, so the result has one step and
+    its note says why; where the modifier does change the text it stays a step, and a command
+    on the result ("uppercase it") is never folded."""
+    folded, kept, command = c.run_batch(["Initials of rest in peace, in capitals", "spell owl backwards in caps",
+                                         "acronym of big red dog, uppercase it"])
+    assert [s.modifier for s in folded.plan.steps] == [False, True]
+    assert folded.output == "RIP" and [s.used for s in folded.steps] == [["acronym"]]
+    assert "'in capitals' (uppercase) changed nothing" in folded.steps[0].note
+    assert kept.output == "LWO" and [s.used for s in kept.steps] == [["reverse"], ["uppercase"]]
+    assert not command.plan.steps[1].modifier and len(command.steps) == 2
+
+
 def test_retrieve(c):
     hits = c.retrieve("make it all caps", k=3)
     assert hits[0].id == "uppercase" and len(hits) == 3

@@ -77,6 +77,11 @@ def test_helpers():
     assert split_steps("I fly next month, then uppercase it") == ["I fly next month", "uppercase it"]
     assert split_steps("ice-cream (spelled backwards)") == ["ice-cream, spelled backwards"]
     assert split_steps("convert it to uppercase? thanks!") == ["convert it to uppercase"]
+    # steps in the order they run: "before you X, Y" is Y first; "X after Ying" is Ying first
+    assert split_steps("before you rot13 it, title-case it") == ["title-case it", "rot13 it"]
+    assert split_steps("initials of it after flipping the word order") == ["flipping the word order", "initials of it"]
+    assert split_steps("rot13 it before spelling it backwards") == ["rot13 it", "spelling it backwards"]
+    assert split_steps("uppercase it before the meeting") == ["uppercase it before the meeting"]
     # a payload after a colon ends where an explicit "then" starts the next step
     assert split_payload("acronym: big red dog. then backwards") == ("acronym then backwards", "big red dog",
                                                                     "payload after the colon")
@@ -292,6 +297,22 @@ def test_a_modifier_after_a_comma_stays_with_its_step(guided):
     plan = guided.plan("Spell sea breeze backwards, one letter at a time")
     assert plan.payload == "sea breeze" and len(plan.steps) == 1
     assert any("stays one step" in line for line in plan.explain)
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    ("spell owl backwards in caps", "owl", ["spell it backwards", "in caps"]),
+    ("the opposite of strong in capital letters", "strong", ["the opposite of it", "in capital letters"]),
+    # "in ..." after a word naming parts of the text says which parts: no cut
+    ("Initials in capitals: late bus", "late bus", ["Initials in capitals"]),
+    ("first letters in caps: the great lakes", "the great lakes", ["letters in caps"]),  # "first" opens a list
+    # a step that reads best whole stays whole
+    ("write tree in french", "tree", ["write it in french"]),
+    ("put good morning in capital letters", "good morning", ["put it in capital letters"]),
+])
+def test_a_closing_in_phrase_is_a_step_when_retrieval_agrees(guided, text, payload, steps):
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
 
 
 @needs_default
