@@ -272,8 +272,9 @@ def _marked_steps(text: str) -> list[tuple[str, bool]]:
     for part in (_NUMBERED.split(text) if numbered else [text]):
         cuts = [(m.start(), m.end(), not _SOFT.fullmatch(m.group())) for m in _CUES.finditer(part)]
         for n, start in enumerate([0] + [b for _, b, _ in cuts]):
+            # a "before"/"after" clause is no sequencing word: "after checking the spelling" may be an aside
             pieces = [_clean(p) for p in _in_order(part[start:cuts[n][0] if n < len(cuts) else len(part)])]
-            marked = len(pieces) > 1 or numbered or (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])
+            marked = numbered or (n > 0 and cuts[n - 1][2]) or (n < len(cuts) and cuts[n][2])
             out += [(piece, marked) for piece in pieces if _is_step(piece)]
     # a piece of glue words only asks for nothing: "And could you | then write that backwards",
     # "input: ... | 1) reverse"; dropped when another piece is left

@@ -316,6 +316,17 @@ def test_a_closing_in_phrase_is_a_step_when_retrieval_agrees(guided, text, paylo
 
 
 @needs_default
+def test_a_before_or_after_clause_runs_in_order_or_is_an_aside(guided):
+    """"before you X, Y" runs Y first; a clause no brick would run ("after checking the
+    spelling") is an aside, not a step that fails."""
+    plan = guided.plan("before you rot13 it, title-case the capital of ireland")
+    assert plan.payload == "ireland"
+    assert [s.instruction for s in plan.steps] == ["the capital of it", "title-case it", "rot13 it"]
+    plan = guided.plan("Uppercase good morning after checking the spelling")
+    assert plan.payload == "good morning" and [s.instruction for s in plan.steps] == ["Uppercase it"]
+
+
+@needs_default
 def test_a_piece_that_acts_on_the_result_is_a_step_even_where_the_whole_reads_better(guided):
     """The whole retrieves antonym better than its pieces do on average, but "spell that ..."
     is a verb with the result as its object: a step of its own, not a modifier."""
