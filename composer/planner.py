@@ -21,8 +21,9 @@ planner is deterministic and explains itself in `Plan.explain`:
    the step scores better whole. A possessive payload is its owner: "What is Kenya's capital?"
    reads Kenya, and "What is its capital".
 2. Steps: split on sequencing cues ("then", "and then", "after that", "followed by", "next",
-   "finally", ";", sentence ends, numbered lists, arrows, pipes, spaced dashes); then, with a
-   search function, on commas, "and", "but", "+", after the payload's "it" ("capital of it
+   "finally", ";", sentence ends, numbered lists, arrows, pipes, spaced dashes) and put in the
+   order they run ("before you X, Y" is Y, then X; "X after Ying Z" is "Ying Z", then X); then,
+   with a search function, on commas, "and", "but", "+", after the payload's "it" ("capital of it
    backwards") and before a closing "in"/"with" ("spell it backwards in caps", not after a word
    naming parts of the text: "first letters in caps") when — and only when — every piece
    retrieves a brick with at least `split_score` (IT_CUT_MARGIN more without a comma or "and"),
@@ -134,11 +135,12 @@ _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)
 # says what it becomes ("abbreviate it to its initials", "turn it into an acronym"), and the
 # space before a closing "in ..." or "with ..." ("spell it backwards in caps", "in uppercase with
 # the vowels removed") unless it follows a word naming parts of the text, which it scopes ("first
-# letters in caps", "its initials in capitals"), or says "with a ..." ("start with a capital")
+# letters in caps", "its initials in capitals"), or says "with a ..." ("start with a capital");
+# "and so on" is no cut
 _PARTS = ("letter", "letters", "word", "words", "initial", "initials", "character", "characters", "only")
 _WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+(?!so\s+(?:on|forth)\b)|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])"
                    r"|(?<=[a-z])" + "".join(rf"(?<!\b{w})" for w in _PARTS)
-                   + r"\s+(?=(?:in|with(?!\s+an?\b))\s+(?!(?:it|them|that|this)\b)[a-z])", re.I)  # "and so on" is no cut
+                   + r"\s+(?=(?:in|with(?!\s+an?\b))\s+(?!(?:it|them|that|this)\b)[a-z])", re.I)
 _WORD = re.compile(r"[a-z0-9']+")
 _EDGE = " \"'.,;:?!()[]“”"  # punctuation around a payload that is not part of it
 _SEP_END = re.compile(rf"\s*(?:[:,;.?!]|(?:^|\s){_ARROW})\s*$")  # what ends the text before a payload piece
