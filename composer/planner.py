@@ -19,7 +19,9 @@ planner is deterministic and explains itself in `Plan.explain`:
    instruction-like words inside it and for payload-like words outside or right beside it (a
    word's own retrieval score for that brick says which it is) — and the best span wins, unless
    the step scores better whole. A possessive payload is its owner: "What is Kenya's capital?"
-   reads Kenya, and "What is its capital".
+   reads Kenya, and "What is its capital". Neither the tagger nor the inline scoring reads as
+   payload a span that holds, past its first word, an -ing verb of how to write the text before
+   a word opening a clause ("coffee time starting with its last word" reads coffee time).
 2. Steps: split on sequencing cues ("then", "and then", "after that", "followed by", "next",
    "finally", ";", sentence ends, numbered lists, arrows, pipes, spaced dashes) and put in the
    order they run ("before you X, Y" is Y, then X; "X after Ying Z" is "Ying Z", then X); then,
@@ -192,6 +194,15 @@ MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
 GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
 _NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
+# "Read out coffee time starting with its last word": an -ing verb saying how to write the text,
+# after a payload's first word and before a word that opens a clause about the task, is not part
+# of the payload; the tagger learned few such requests. A list of verbs, as many -ing words are
+# nouns in payloads ("spring cleaning with every letter capitalized")
+_CLAUSE_ING = re.compile(r"(?:start|beginn|end|go|skipp|keep|leav|mak|dropp|turn|putt|swapp|switch|flipp|shift|"
+                         r"rotat|us|apply|spell|chang|convert|remov|delet|tak|mov|plac|revers|mirror|capitaliz|"
+                         r"capitalis|replac|omitt|cutt|stripp)ing")
+_CLAUSE_OPENERS = frozenset("from with at only the its their through on".split())
+_TEXT_PARTS = frozenset("letter letters word words character characters vowel vowels consonant consonants".split())
 TAG_WEIGHT = 0.05  # per nat of the payload tagger's log-probability of a split
 TAG_CONFIDENCE = 0.9  # the tagger's probability of its best span in the whole request above which it decides alone
 IT_CUT_MARGIN = 0.1  # over split_score, for pieces of a cut after "it" (no comma or "and" marks it)
@@ -297,6 +308,20 @@ def _is_step(piece: str) -> bool:
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def _holds_clause(tokens: list[str], i: int, j: int) -> bool:
+    """Words i..j-1 of `tokens` (whitespace words) hold, past their first, an -ing verb that
+    opens a clause (`_CLAUSE_ING`): never a payload."""
+    bare = [t.strip("\"'.,;:?!()").lower() for t in tokens]
+
+    def opens(k: int) -> bool:  # "starting with", "dropping all the vowels", not "reading every day"
+        after = [w for w in bare[k + 1:k + 5] if w not in ("the", "of")]
+        return bare[k + 1] in _CLAUSE_OPENERS or (after[:1] in (["every"], ["each"], ["all"])
+                                                 and after[1:2] and after[1] in _TEXT_PARTS)
+
+    return any(tokens[k][-1:].isalpha() and _CLAUSE_ING.fullmatch(tokens[k].lower()) and opens(k)
+               for k in range(i + 1, min(j, len(tokens) - 1)))
 
 
 def _log_sigmoid(x: float) -> float:
@@ -588,7 +613,9 @@ class HeuristicPlanner:
         # P(span) is a softmax over spans: a stray word read as payload in a long message ("We
         # label every server in all caps. This one is blue falcon.") costs only its own weight.
         prefix = list(itertools.accumulate(tags, initial=0.0))
-        spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)}
+        words = [t.group() for t in tokens]
+        spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)
+                 if not _holds_clause(words, i, j)}
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
@@ -739,7 +766,7 @@ class HeuristicPlanner:
                     continue
                 if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG) or last in _NEVER_LAST
                                           or (last in _GLUE and tags[j - 1] <= GLUE_TAG)
-                                          or set(_words(span)) <= _GLUE):
+                                          or set(_words(span)) <= _GLUE or _holds_clause(head, i, j)):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:

@@ -1,6 +1,6 @@
 import pytest
 
-from composer.planner import HeuristicPlanner, PlanError, split_payload, split_steps
+from composer.planner import HeuristicPlanner, PlanError, _holds_clause, split_payload, split_steps
 from composer.composer import index_planner
 from composer.workspace import ROOT, Workspace
 
@@ -324,6 +324,30 @@ def test_a_before_or_after_clause_runs_in_order_or_is_an_aside(guided):
     assert [s.instruction for s in plan.steps] == ["the capital of it", "title-case it", "rot13 it"]
     plan = guided.plan("Uppercase good morning after checking the spelling")
     assert plan.payload == "good morning" and [s.instruction for s in plan.steps] == ["Uppercase it"]
+
+
+def test_an_ing_clause_after_the_payload_is_not_part_of_it():
+    words = "Read out coffee time starting with its last word".split()
+    assert _holds_clause(words, 2, 5)          # "coffee time starting"
+    assert not _holds_clause(words, 2, 4)      # "coffee time"
+    assert not _holds_clause(["spell", "running", "with", "caps"], 1, 2)  # a one-word payload is any word
+    # a noun in -ing, and a clause word that may follow a payload ("grand opening in capitals"), keep the span
+    assert not _holds_clause("write good morning from the team".split(), 1, 3)
+    assert not _holds_clause("print spring cleaning with every letter capitalized".split(), 1, 3)
+    assert not _holds_clause("every letter of grand opening in capitals".split(), 3, 5)
+    assert not _holds_clause("acronym of keep reading every day".split(), 2, 6)
+    assert _holds_clause("type green tea skipping every vowel".split(), 1, 4)
+    assert _holds_clause("rewrite cold coffee dropping all the vowels".split(), 1, 4)
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload", [
+    ("Read out coffee time starting with its last word", "coffee time"),
+    ("Convert happy hour making every letter uppercase", "happy hour"),
+    ("Type out green tea skipping every vowel", "green tea"),
+])
+def test_an_ing_clause_after_an_inline_payload_stays_in_the_step(guided, text, payload):
+    assert guided.plan(text).payload == payload
 
 
 @needs_default
