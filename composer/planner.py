@@ -632,9 +632,13 @@ class HeuristicPlanner:
         before, after = text[:start].rstrip(" \"'“["), after.lstrip(" \"'”]")
         sep = _SEP_END.search(before)
         if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
+            head = before[:sep.start()] if sep else before
             if lead := _SEP_START.match(after):  # "never give up: words reversed"
                 after = after[lead.end():]
-            rest = f"{before[:sep.start()] if sep else before} {after}"
+                mark = lead.group().strip()
+                if head.strip() and after.strip() and not _SOFT.fullmatch(mark) and mark != ":":
+                    after = f"{mark} {after}"  # "french translation: sugar | reverse it": an arrow, pipe or ";" still sequences
+            rest = f"{head} {after}"
         else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it", "opposite of wise -> rot13"
             after = _ASIDE_DASH.sub("", after)  # "the plural of church - it's for a brochure": an aside follows
             rest = f"{before} it{'' if after[:1] in (',', '.', ';', '?', '!') else ' '}{after}"

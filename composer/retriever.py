@@ -43,6 +43,7 @@ RANK, STEPS, LR, TEMPERATURE, IDENTITY_PULL, SEEDS = 64, 200, 3e-3, 0.2, 1e-2, 4
 PER_BRICK = 64  # texts of each brick in a training step's batch
 ENCODER = "encoder.safetensors"  # LoRA of the embedder's transformer, tuned on the cards (opt-in)
 ENCODER_FORMAT = 1
+MEMO_SIZE = 4096  # query vectors remembered per embedder: the planner and the run embed a step's text twice
 ENCODER_SHARE = 0.3  # of a query's score that comes from the tuned encoder (see ProjectedEmbedder)
 ENCODER_TARGETS = ("query", "value", "dense")
 ENCODER_RANK, ENCODER_STEPS, ENCODER_LR, ENCODER_TEMPERATURE, ENCODER_PER_BRICK = 8, 150, 1e-3, 0.1, 12
@@ -77,6 +78,7 @@ class ProjectedEmbedder:
         self.b = None if b is None else b.astype(np.float32)
         self.vocabulary = frozenset(w for w in vocabulary if len(w) >= 4)
         self._fixed: dict[str, str] = {}
+        self._memo: dict[tuple[bool, str], np.ndarray] = {}  # (tuned, corrected text) -> vector; the maps never change
 
     def _fix(self, word: str) -> str:
         low = word.lower()
@@ -100,10 +102,28 @@ class ProjectedEmbedder:
     def encode(self, texts, normalize_embeddings: bool = True, convert_to_numpy: bool = True, **options):
         """Unit vectors; with a tuned encoder, the projected and the tuned vector side by side,
         weighted so that a cosine is (1 - share) * projected cosine + share * tuned cosine."""
-        texts = self._corrected(texts)
+        return self._remembered(True, self._corrected(texts))
+
+    def _remembered(self, tuned: bool, texts: list[str]) -> np.ndarray:
+        """`_vectors(tuned, texts)`, a query text embedded once while it stays in the memo (a
+        bulk call, such as the index's card texts, goes straight through)."""
+        if not texts or len(texts) > MEMO_SIZE // 4:
+            return self._vectors(tuned, texts)
+        memo = self._memo  # read once: another thread may start a new memo meanwhile
+        found = {t: memo.get((tuned, t)) for t in texts}
+        if new := [t for t, v in found.items() if v is None]:
+            found.update(zip(new, self._vectors(tuned, new)))
+            if len(memo) + len(new) > MEMO_SIZE:
+                memo = self._memo = {}
+            memo.update(((tuned, t), found[t]) for t in new)
+        return np.stack([found[t] for t in texts])
+
+    def _vectors(self, tuned: bool, texts: list[str]) -> np.ndarray:
         y = self._projected(texts)
         if self.tuned is None:
             return y
+        if not tuned:
+            return np.concatenate([y / np.sqrt(1 - self.share), np.zeros_like(y)], axis=1)
         t = np.asarray(self.tuned.encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
         return np.concatenate([np.sqrt(1 - self.share) * y, np.sqrt(self.share) * t], axis=1)
 
@@ -113,8 +133,7 @@ class ProjectedEmbedder:
         the tuned encoder learned brick texts only, so it finds a brick in any sentence ("just
         curious", "how's that look?"), while the projection keeps the base's sense of what is
         not an instruction."""
-        y = self._projected(self._corrected(texts))
-        return y if self.tuned is None else np.concatenate([y / np.sqrt(1 - self.share), np.zeros_like(y)], axis=1)
+        return self._remembered(False, self._corrected(texts))
 
     def get_embedding_dimension(self) -> int:
         return self.base.get_embedding_dimension() * (1 if self.tuned is None else 2)

@@ -351,6 +351,19 @@ def test_an_ing_clause_after_an_inline_payload_stays_in_the_step(guided, text, p
 
 
 @needs_default
+def test_a_payload_read_between_two_steps_leaves_them_two(guided):
+    """The tagger reads the payload out of "french translation: sugar | reverse the letters";
+    the pipe after it still separates the steps (they were joined into one). A dash sets no
+    sequence: the label before it stays part of the step."""
+    for text, steps in (("french translation: sugar | reverse the letters", ["french translation", "reverse the letters"]),
+                        ("Translate to French: milk -> reverse", ["Translate to French", "reverse"]),
+                        ("Flashcard back side: norway — which city is the capital?",
+                         ["Flashcard back side which city is the capital"])):
+        plan = guided.plan(text)
+        assert plan.payload in ("sugar", "milk", "norway") and [s.instruction for s in plan.steps] == steps
+
+
+@needs_default
 def test_a_piece_that_acts_on_the_result_is_a_step_even_where_the_whole_reads_better(guided):
     """The whole retrieves antonym better than its pieces do on average, but "spell that ..."
     is a verb with the result as its object: a step of its own, not a modifier."""

@@ -94,6 +94,26 @@ def test_typos_read_as_the_card_word_they_are_one_edit_from(base, library):
     assert embedder.correct("the cat sat") == "the cat sat"  # short or known words stay
 
 
+def test_a_query_is_embedded_once_and_a_bulk_call_bypasses_the_memo(base, library, monkeypatch):
+    """The planner and the run embed a step's text twice; the second time reads the memo, with
+    the very same vector. A bulk call (the index's card texts) is not remembered."""
+    import numpy as np
+
+    trained = retriever.ProjectedEmbedder(base, None, None, retriever.vocabulary(library))
+    calls = []
+    real = retriever.ProjectedEmbedder._vectors
+    monkeypatch.setattr(retriever.ProjectedEmbedder, "_vectors",
+                        lambda self, tuned, texts: calls.append(list(texts)) or real(self, tuned, texts))
+    first = trained.encode(["reverse it", "uppercase it", "reverse it"])
+    again = trained.encode(["uppercase it", "plural of it"])
+    assert calls == [["reverse it", "uppercase it"], ["plural of it"]]
+    assert np.array_equal(first[1], again[0]) and np.array_equal(first[0], first[2])
+    assert np.allclose(first, real(trained, True, ["reverse it", "uppercase it", "reverse it"]), atol=1e-6)
+    bulk = [f"text {n}" for n in range(retriever.MEMO_SIZE // 4 + 1)]
+    trained.encode(bulk)
+    assert calls[-1] == bulk and ("text 0" not in {t for _, t in trained._memo})
+
+
 def test_out_of_scope_requests_leave_the_retriever_as_it_was(tmp_path):
     """The list is searched beside the cards, not trained on: recording it retrains nothing."""
     lib_dir = tmp_path / "lib"
