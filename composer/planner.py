@@ -310,9 +310,9 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _holds_clause(tokens: list[str], i: int, j: int) -> bool:
-    """Words i..j-1 of `tokens` (whitespace words) hold, past their first, an -ing verb that
-    opens a clause (`_CLAUSE_ING`): never a payload."""
+def _clause_verbs(tokens: list[str]) -> list[int]:
+    """Where in `tokens` (whitespace words) an -ing verb opens a clause (`_CLAUSE_ING`): read
+    once per request, then checked for every candidate span by `_holds_clause`."""
     bare = [t.strip("\"'.,;:?!()").lower() for t in tokens]
 
     def opens(k: int) -> bool:  # "starting with", "dropping all the vowels", not "reading every day"
@@ -320,8 +320,13 @@ def _holds_clause(tokens: list[str], i: int, j: int) -> bool:
         return bare[k + 1] in _CLAUSE_OPENERS or (after[:1] in (["every"], ["each"], ["all"])
                                                  and after[1:2] and after[1] in _TEXT_PARTS)
 
-    return any(tokens[k][-1:].isalpha() and _CLAUSE_ING.fullmatch(tokens[k].lower()) and opens(k)
-               for k in range(i + 1, min(j, len(tokens) - 1)))
+    return [k for k in range(len(tokens) - 1)
+            if tokens[k][-1:].isalpha() and _CLAUSE_ING.fullmatch(tokens[k].lower()) and opens(k)]
+
+
+def _holds_clause(verbs: list[int], i: int, j: int) -> bool:
+    """Words i..j-1 hold, past their first, one of `verbs` (`_clause_verbs`): never a payload."""
+    return any(i < k < j for k in verbs)
 
 
 def _log_sigmoid(x: float) -> float:
@@ -613,9 +618,9 @@ class HeuristicPlanner:
         # P(span) is a softmax over spans: a stray word read as payload in a long message ("We
         # label every server in all caps. This one is blue falcon.") costs only its own weight.
         prefix = list(itertools.accumulate(tags, initial=0.0))
-        words = [t.group() for t in tokens]
+        verbs = _clause_verbs([t.group() for t in tokens])
         spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)
-                 if not _holds_clause(words, i, j)}
+                 if not _holds_clause(verbs, i, j)}
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
@@ -760,7 +765,7 @@ class HeuristicPlanner:
         bare = [t.strip("\"'.,;:?!()").lower() for t in head]
         keys = self._facts()[0]
         known = set().union(*keys.values()) if keys else set()
-        spans = []
+        spans, verbs = [], _clause_verbs(head)
         for i in range(len(head)):
             for j in range(i + 1, min(len(head), i + MAX_SPAN) + 1):
                 owner = _owner(head[j - 1]) if j < len(head) else None  # "Japan's capital": Japan
@@ -770,7 +775,7 @@ class HeuristicPlanner:
                     continue
                 if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG) or last in _NEVER_LAST
                                           or (last in _GLUE and tags[j - 1] <= GLUE_TAG)
-                                          or set(_words(span)) <= _GLUE or _holds_clause(head, i, j)):
+                                          or set(_words(span)) <= _GLUE or _holds_clause(verbs, i, j)):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:
