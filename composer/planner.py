@@ -130,6 +130,7 @@ _BEFORE_YOU = re.compile(r"before\s+(?:you|u|we)\s+([^,;]+?)\s*,\s*(.+)", re.I |
 _NOT_VERBS = "thing|nothing|something|anything|everything|morning|evening|during|spring|string|king|ring|sing|bring|" \
              "wedding|building|meeting|ceiling|lightning|pudding|clothing|feeling|ending|beginning"
 _BEFORE_AFTER_ING = re.compile(rf"(.+?),?\s+(before|after)\s+((?!(?:{_NOT_VERBS})\b)[a-z]{{2,}}ing\b.*)", re.I | re.S)
+_HEADING = re.compile(r"^\s*((?:[^\s:]+\s+){0,3}[^\s:]+)\s*:\s+(\S.*)$", re.S)  # "tour poster: ..."; see HeuristicPlanner._trim_heading
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 # separators a step may split on, if retrieval agrees: commas, "and", the space after the
@@ -377,7 +378,8 @@ class HeuristicPlanner:
             marked[0] = (first, marked[0][1])
         split, modifiers = [], set()  # later pieces of a segment split by retrieval: see Step.modifier
         for segment, seq in marked:
-            pieces = self._segment(self._trim_aside(segment, explain), explain) if self.search else [segment]
+            pieces = self._segment(self._trim_heading(self._trim_aside(segment, explain), explain), explain) \
+                if self.search else [segment]
             modifiers.update(p for p in pieces[1:] if not _ACTS_ON_RESULT.match(p))  # "uppercase it" is a command
             split += [(s, seq) for piece in pieces for s in (self._nested(piece, explain) if self.search else [piece])]
         marked = split
@@ -422,6 +424,21 @@ class HeuristicPlanner:
         explain.append(f"{m.group(1)!r} is no step: it says why or for what")
         return step[: m.start()]
 
+    def _trim_heading(self, step: str, explain: list[str]) -> str:
+        """`step` without an opening label before a colon that names the occasion, not a task
+        ("tour poster: the capital of it in all caps"): a colon still in a step delimited no
+        payload, and the label's words pull the step's retrieval off both of its parts. Only a
+        label of at most HEADING_WORDS words, naming nothing the step acts on, that retrieves
+        no brick at `split_score` by itself, before a rest that names the payload ("it")."""
+        m = _HEADING.match(step)
+        if not m or set(_words(m.group(1))) & _NAMES_RESULT or "it" not in _words(m.group(2)):
+            return step
+        brick, score = self._best([_clean(m.group(1))])[0]
+        if score >= self.split_score:
+            return step
+        explain.append(f"{m.group(1)!r} is a heading, no step (best {brick} {score:.2f} < {self.split_score})")
+        return m.group(2)
+
     def _nested(self, step: str, explain: list[str]) -> list[str]:
         """"rot13 the capital of it" is two steps, the inner one first: "the capital of it", then
         "rot13 it"; the outer step has up to five words ("remove all the vowels from"). Only when
@@ -435,7 +452,7 @@ class HeuristicPlanner:
         head, inner = f"{m.group(1)} it", m.group(2)
         (whole, w), (outer, a), (first, b) = self._best([_clean(step), head, inner])
         if (a >= NESTED_HEAD and b >= NESTED_INNER and outer != first and not {outer, first} & self._facts()[1]
-                and w < min(a, b) - NESTED_MARGIN):
+                and w < max(a, b) - NESTED_MARGIN):
             explain.append(f"{step!r} nests two steps: {inner!r} ({first} {b:.2f}) first, then {head!r} "
                            f"({outer} {a:.2f}); whole it reads {whole} {w:.2f}")
             return [inner, head]

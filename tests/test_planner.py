@@ -197,6 +197,11 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("remove all the vowels from the capital of italy", "italy", ["the capital of it", "remove all the vowels from it"]),
     ("reverse the order of red green blue", "red green blue", ["reverse the order of it"]),
     ("capitalize the first letter of dog", "dog", ["capitalize the first letter of it"]),
+    # the whole reads as the inner brick, but worse than the inner part alone: the head is a step
+    ("shout the plural of goose", "goose", ["the plural of it", "shout it"]),
+    # a label before a colon that asks for no brick is a heading, no step and no part of one
+    ("shop sign: the plural of mouse in capital letters", "mouse", ["the plural of it", "in capital letters"]),
+    ("quiz night: capitl of chile", "chile", ["capitl of it"]),
     # "+" joins steps as "and" does, where retrieval agrees
     ('uppercase + remove vowels for "night shift"', "night shift", ["uppercase", "remove vowels for it"]),
 ])

@@ -31,7 +31,8 @@ The same content is laid out once per kernel (see `composer.engine.layers`), all
   weights unless `slot_ids` is a contiguous range (then a strided view reads them in place).
   When the block is the batch's first G·L rows (`aligned`: one brick per row, rows grouped by
   brick in equal runs, base-only rows last, as the engine orders its waves) x and y are used
-  in place: no gather, no scatter.
+  in place: no gather, no scatter. When every row has the same one brick at weight 1
+  (`single`, a one-brick run) BGMV is two plain GEMMs on the flat rows.
 * Arrow rows (`arrow`, an `ArrowRows`): each (row, candidate) is one more pair in the layouts
   above, so the same kernels run them; only their weights differ, being gates known inside
   each layer. Per forward a layer computes the gates `[R, T, C]` of all R Arrow rows at once
@@ -242,6 +243,7 @@ class BatchMapping:
     contiguous: bool = False             # the slots in use are one range: a strided view, no gather
     balanced: bool = True                # the padded block wastes at most a quarter of its rows
     fused: FusedTables | None = None     # the Triton kernels' device tables (kernel "triton" only)
+    single: int | None = None            # the slot, when every row has just that brick at weight 1
 
     @classmethod
     def build(cls, rows: Sequence[Route | Sequence[tuple[int, float]]], *, device: torch.device | str = "cpu",
@@ -323,6 +325,7 @@ class BatchMapping:
             balanced=len(pad) * 4 <= len(pairs) * 5,
             fused=triton_kernels.FusedTables.build(len(rows), pairs, segments, device=device)
             if kernel == "triton" else None,
+            single=segments[0].slot if unit and len(segments) == 1 and len(pairs) == len(rows) else None,
         )
 
     @property

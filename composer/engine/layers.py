@@ -87,6 +87,8 @@ class BrickLinear(nn.Module):
         self.register_buffer("present", torch.zeros(slots, dtype=torch.bool, device=weight.device),
                              persistent=False)
         self.ranks = [0] * slots  # rank of the brick in each slot for this layer, 0 = none
+        # per slot (A[:r]ᵀ, s·Bᵀ[:r]) as views of the buffers, None = none: the one-brick path
+        self.views: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * slots
         self.register_buffer("rank_table", torch.zeros(slots, dtype=torch.int32, device=weight.device),
                              persistent=False)  # `ranks` on the device, for the Triton kernels
 
@@ -114,6 +116,7 @@ class BrickLinear(nn.Module):
             self.present[slot] = True
             self.rank_table[slot] = r
         self.ranks[slot] = r
+        self.views[slot] = (self.lora_a[slot, :r].t(), self.lora_b[slot, :r])
 
     def clear_slot(self, slot: int) -> None:
         with torch.no_grad():
@@ -123,6 +126,7 @@ class BrickLinear(nn.Module):
             self.present[slot] = False
             self.rank_table[slot] = 0
         self.ranks[slot] = 0
+        self.views[slot] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
@@ -196,7 +200,15 @@ def sgmv(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) 
 def bgmv(x: torch.Tensor, y: torch.Tensor, layer: BrickLinear, m: BatchMapping) -> None:
     """Batched over slots: rows gathered into a `[G, L·T]` block (G distinct slots, L the
     longest segment, short ones padded with weight-0 entries), each slot's A and B read once
-    (a strided view when the slots are one range, else one `index_select`), two `bmm`s."""
+    (a strided view when the slots are one range, else one `index_select`), two `bmm`s.
+    One brick at weight 1 on every row (`single`: a one-brick run, the common request) is two
+    plain GEMMs on the flat rows instead: at decode on a small model the per-op overhead is
+    the cost, and this path has the fewest ops."""
+    if m.single is not None:
+        view = layer.views[m.single]
+        if view is not None:
+            y.view(-1, layer.out_features).addmm_(x.reshape(-1, layer.in_features) @ view[0], view[1])
+        return
     r = max(layer.ranks[s] for s in m.slot_ids)
     if r == 0:
         return

@@ -76,6 +76,26 @@ def test_unit_weights_single_brick_rows():
     assert (outs["sgmv"] - outs["reference"]).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv1d"])
+@pytest.mark.parametrize("tokens", [1, 6])
+def test_one_brick_on_every_row_is_the_plain_gemm_path(kind, tokens):
+    """`single` is set only when every row has the same one brick at weight 1; its path gives
+    the formula, and a layer the brick does not touch (rank 0 here) stays the base."""
+    layer, context, bricks = make_layer(kind)
+    rows = [[(2, 1.0)]] * 3
+    mapping = BatchMapping.build(rows)
+    assert mapping.single == 2 and mapping.kernel_for(tokens) == "bgmv"
+    x = torch.randn(3, tokens, D_IN)
+    with context.use(mapping):
+        got = layer(x)
+    assert (got - direct(layer, x, rows, bricks)).abs().max() <= 1e-5
+    layer.clear_slot(2)
+    with context.use(mapping):
+        assert torch.equal(layer(x), layer.base_layer(x))
+    for other in ([[(2, 1.0)], [(2, 0.5)]], [[(2, 1.0)], []], [[(2, 1.0)], [(1, 1.0)]], [[(2, 1.0), (1, 1.0)]]):
+        assert BatchMapping.build(other).single is None, other
+
+
 def test_empty_slot_in_a_layer_is_skipped():
     """A brick that does not touch this layer (rank 0 here) adds nothing, in every kernel."""
     layer, context, bricks = make_layer("linear")

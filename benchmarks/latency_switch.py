@@ -1,0 +1,101 @@
+"""One speed-up switched off and on, in the same run: `python -m benchmarks.latency_switch --switch S`.
+
+Runs the composition split's requests through `Composer.run` in alternating passes, with the
+switch off and on, each pass starting from empty memos (the embedder's and the planner's), and
+reports the p50 per step of each pass and the ratio of the medians. Outputs must be the same
+either way (checked). The switches:
+
+- `memo`: the memo of query vectors (`composer.retriever.ProjectedEmbedder`, MEMO_SIZE). The
+  planner and the run embed a step's text once each, so without it that text goes through the
+  embedder twice.
+- `one_brick`: the one-brick path of the BGMV kernel (`BatchMapping.single`: every row has the
+  same brick at weight 1, two plain GEMMs), against the general padded-block `bmm`s.
+
+The machine is noisy: only the ratio within one run means anything. Writes
+benchmarks/results/latency_<switch>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Callable
+
+from benchmarks.composition import load, run_item
+from composer import Composer, retriever
+from composer.engine import batch
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _memo(on: bool) -> Callable[[], None]:
+    """Query memo on/off; returns the restore."""
+    remembered = retriever.ProjectedEmbedder._remembered
+    if not on:
+        retriever.ProjectedEmbedder._remembered = lambda self, tuned, texts: self._vectors(tuned, texts)
+
+    def restore() -> None:
+        retriever.ProjectedEmbedder._remembered = remembered
+    return restore
+
+
+def _one_brick(on: bool) -> Callable[[], None]:
+    """Mappings built with or without `single`; returns the restore."""
+    build = batch.BatchMapping.build
+    if not on:
+        batch.BatchMapping.build = classmethod(
+            lambda cls, *a, **k: dataclasses.replace(build(*a, **k), single=None))
+
+    def restore() -> None:
+        batch.BatchMapping.build = build
+    return restore
+
+
+SWITCHES: dict[str, Callable[[bool], Callable[[], None]]] = {"memo": _memo, "one_brick": _one_brick}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--switch", choices=sorted(SWITCHES), required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    c = Composer.from_default()
+    c.run("Reverse the words: warm up")
+    items = load(args.split)
+    passes, outputs = [], {}
+    for n in range(args.rounds):
+        for on in (False, True):
+            restore = SWITCHES[args.switch](on)
+            try:
+                c.index.embedder._memo = {}
+                c.planner._memo.clear()
+                out = [run_item(c, item) for item in items]
+            finally:
+                restore()
+            outputs.setdefault(on, [o["output"] for o in out])
+            assert outputs[on] == [o["output"] for o in out]
+            ms = statistics.median(o["ms_per_step"] for o in out if o["ms_per_step"] is not None)
+            passes.append({"round": n, "on": on, "ms_per_step_p50": round(ms, 1)})
+            print(f"round {n} {args.switch} {'on ' if on else 'off'}: p50 {ms:.1f} ms per step", flush=True)
+    assert outputs[False] == outputs[True], f"switching {args.switch} changed an output"
+    off, on = (round(statistics.median(p["ms_per_step_p50"] for p in passes if p["on"] == v), 1)
+               for v in (False, True))
+    result = {"switch": args.switch, "split": args.split, "items": len(items), "threads": args.threads,
+              "passes": passes, "p50_off": off, "p50_on": on, "ratio": round(on / off, 3)}
+    print(f"p50 per step: {off} ms with {args.switch} off, {on} ms with it on (ratio {result['ratio']})")
+    path = RESULTS / f"latency_{args.switch}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
