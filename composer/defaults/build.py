@@ -285,16 +285,18 @@ def report(out: Path) -> str:
     from composer.library import BrickLibrary
 
     lines = ["| brick | kind of input | samples | exact match, base + brick | exact match, base alone "
-             "| lower | UPPER | Title | rAnDoM | English phrases | English words off the table |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| lower | UPPER | Title | rAnDoM | English phrases | English words off the table "
+             "| other bricks' outputs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for card in BrickLibrary(out).cards():
         if card.kind != "customized":
             continue
         m = card.metrics
         cases = card.source.get("case_exact_match", {})  # per input case, written by composer.defaults.robust
         per_case = " | ".join(f"{cases[c]:.0%}" if c in cases else "-" for c in CASES)
-        # held-out English phrases, and a table skill's rule on held-out words: composer.defaults.robust
-        english = [card.source.get(key) for key in ("english_exact_match", "rule_exact_match")]
+        # held-out English phrases, a table skill's rule on held-out words, and a string brick on
+        # the other string bricks' outputs (what a chain hands it): composer.defaults.robust
+        english = [card.source.get(key) for key in ("english_exact_match", "rule_exact_match", "chained_exact_match")]
         lines.append(f"| `{card.id}` | {m.eval} | {m.samples} | {m.exact_match:.0%} | {m.base_exact_match:.0%} "
                      f"| {per_case} | " + " | ".join("-" if v is None else f"{v:.0%}" for v in english) + " |")
     base_info = json.loads((out / "base" / "training.json").read_text())

@@ -95,13 +95,22 @@ def _rounds(before: dict | None, steps: int, seconds: int, lr: float) -> dict:
             "rounds": before.get("rounds", 1 if before else 0) + 1}
 
 
-def _changed_set(skill: Skill, size: int, rng: random.Random, draw) -> list[Example]:
-    """`size` examples from `draw(rng)` -> (instruction, input), the input in a random case,
-    that the skill changes (an unchanged input says nothing about a brick)."""
+def chained_input(skill: Skill, rng: random.Random, held_out: bool) -> str:
+    """What an earlier step hands this brick: another string brick's true output on a short
+    English phrase ("pn ssm", "SWEET DREAMS", "tvsg"); kept in its case, which the earlier
+    brick set."""
+    earlier = rng.choice([s for s in BRICK_SKILLS if s.table is None and s.id != skill.id])
+    return earlier.answer(" ".join(english_phrase(rng, held_out).split()[: rng.randint(1, 3)]))
+
+
+def _changed_set(skill: Skill, size: int, rng: random.Random, draw, recased: bool = True) -> list[Example]:
+    """`size` examples from `draw(rng)` -> (instruction, input), the input in a random case
+    unless not `recased`, that the skill changes (an unchanged input says nothing about a brick)."""
     out = []
     while len(out) < size:
         instruction, x = draw(rng)
-        x = recase(x, rng.choice(CASES), rng)
+        if recased:
+            x = recase(x, rng.choice(CASES), rng)
         if skill.answer(x) != x:
             out.append((instruction, x, skill.answer(x)))
     return out
@@ -119,24 +128,37 @@ def english_set(skill: Skill, size: int, seed: str) -> list[Example]:
                         lambda rng: (rng.choice(skill.instructions), english_phrase(rng, held_out=True)))
 
 
+def chained_set(skill: Skill, size: int, seed: str) -> list[Example]:
+    """Other string bricks' outputs on held-out English phrases of 1-3 words."""
+    return _changed_set(skill, size, random.Random(f"{skill.id}:chained:{seed}"),
+                        lambda rng: (rng.choice(skill.instructions), chained_input(skill, rng, held_out=True)),
+                        recased=False)
+
+
 def case_sampler(skill: Skill, instructions: list[str]):
     """The build's mix (mostly the skill's phrasings, a fifth any other instruction), with the
     input in a random case and the true output. A string skill's input is half the time a
     phrase of real English words, else random words, sometimes with a doubled letter. A table
     skill with a spelling rule gets, half the time, an English word off its table that the rule
-    answers ("bottle" -> "bottles"), so that it learns the rule beside its irregular keys."""
+    answers ("bottle" -> "bottles"), so that it learns the rule beside its irregular keys.
+    A string skill's input is, a quarter of the time, another string brick's output instead
+    (`chained_input`), in the case that brick gave it."""
 
     def sample(rng: random.Random, n: int) -> list[Example]:
         out = []
         for _ in range(n):
             instruction, x, _ = skill.sample(rng, doubled_word)
             ruled = skill.rule is not None and rng.random() < 0.5
+            chained = skill.table is None and rng.random() < 0.25
             if ruled:
                 x = rng.choice(rule_words(skill.id, False))
+            elif chained:
+                x = chained_input(skill, rng, held_out=False)
             elif skill.table is None and rng.random() < 0.5:
                 x = english_phrase(rng)
             y = skill.rule(x) if ruled else None  # the rule answers the lowercase word
-            x = recase(x, rng.choice(CASES), rng)
+            if not chained:
+                x = recase(x, rng.choice(CASES), rng)
             if rng.random() < 0.2:
                 instruction = rng.choice(instructions)
             out.append((instruction, x, y if ruled else skill.answer(x)))
@@ -156,19 +178,22 @@ def word_scores(skill: Skill, model, tokenizer) -> dict[str, float]:
         return ({"rule_exact_match": exact_match(model, tokenizer, rule_set(skill, 100, "eval", held_out=True))}
                 if skill.rule is not None else {})
     return {"doubled_letter_exact_match": exact_match(model, tokenizer, doubled_set(skill, 100, "eval")),
-            "english_exact_match": exact_match(model, tokenizer, english_set(skill, 100, "eval"))}
+            "english_exact_match": exact_match(model, tokenizer, english_set(skill, 100, "eval")),
+            "chained_exact_match": exact_match(model, tokenizer, chained_set(skill, 100, "eval"))}
 
 
 def stop_sets(skill: Skill) -> dict[str, tuple[list[Example], float]]:
     """The sets a round checks every 100 steps, each with the exact match it must reach before the
-    round stops early. A string brick: 32 inputs per case, doubled letters and English phrases, at
-    BAR. A table brick: the whole table in every case, at 100% (the table is all it knows; a
-    sample at 97% left one key wrong per table), and 32 words its rule answers at BAR."""
+    round stops early. A string brick: 32 inputs per case, doubled letters, English phrases and
+    other bricks' outputs, at BAR. A table brick: the whole table in every case, at 100% (the
+    table is all it knows; a sample at 97% left one key wrong per table), and 32 words its rule
+    answers at BAR."""
     if skill.table is not None:
         sets = {case: (case_eval_set(skill, case), 1.0) for case in CASES}
         return sets | ({"rule": (rule_set(skill, 32, "dev", held_out=False), BAR)} if skill.rule is not None else {})
     dev = {case: random.Random(case).sample(case_eval_set(skill, case, 64), 32) for case in CASES}
-    dev |= {"doubled": doubled_set(skill, 32, "dev"), "english": english_set(skill, 32, "dev")}
+    dev |= {"doubled": doubled_set(skill, 32, "dev"), "english": english_set(skill, 32, "dev"),
+            "chained": chained_set(skill, 32, "dev")}
     return {name: (items, BAR) for name, items in dev.items()}
 
 
@@ -208,7 +233,8 @@ def robust_brick(skill: Skill, bricks: Path, out: Path, steps: int | None = None
     print(f"{skill.id}: {len(losses)} steps, {round(time.time() - start)} s, per case "
           + ", ".join(f"{c} {v:.0%}" for c, v in scores.items())
           + (f", doubled letters {card.source['doubled_letter_exact_match']:.0%}, "
-             f"English phrases {card.source['english_exact_match']:.0%}" if skill.table is None else "")
+             f"English phrases {card.source['english_exact_match']:.0%}, "
+             f"other bricks' outputs {card.source['chained_exact_match']:.0%}" if skill.table is None else "")
           + (f", words off the table {card.source['rule_exact_match']:.0%}" if skill.rule is not None else ""),
           flush=True)
     return scores

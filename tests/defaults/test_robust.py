@@ -2,8 +2,8 @@
 
 import random
 
-from composer.defaults.robust import (BAR, PHRASE_CHARS, PHRASE_WORDS, case_sampler, english_phrase, english_set,
-                                      english_words, rule_set, rule_words, stop_sets)
+from composer.defaults.robust import (BAR, PHRASE_CHARS, PHRASE_WORDS, case_sampler, chained_set, english_phrase,
+                                      english_set, english_words, rule_set, rule_words, stop_sets)
 from composer.defaults.tables import regular_plural
 from composer.defaults.skills import CASES, SKILLS, recase
 
@@ -36,6 +36,19 @@ def test_training_inputs_mix_english_phrases_and_random_letters_with_true_output
     assert english_phrase(random.Random(1)) == english_phrase(random.Random(1))  # seeded
 
 
+def test_chained_inputs_are_other_string_bricks_outputs_in_the_case_they_gave():
+    """What an earlier step hands a brick: another string brick's true output on 1-3 English
+    words, in the case that brick gave it (capitals from `uppercase`, no vowels from
+    `remove_vowels`, Title from `capitalize`), never the brick's own output."""
+    skill = SKILLS["reverse_words"]
+    items = chained_set(skill, 200, "test")
+    assert all(y == skill.answer(x) != x and len(x.split()) <= 3 for _, x, y in items)
+    inputs = [x for _, x, _ in items]
+    assert any(x.isupper() for x in inputs) and any(x.istitle() and not x.isupper() for x in inputs)
+    assert any(not set(x.lower()) & set("aeiou") for x in inputs)
+    assert len(set(inputs)) > 150 and chained_set(skill, 20, "eval") == chained_set(skill, 20, "eval")
+
+
 def test_a_table_brick_stops_only_when_it_knows_its_whole_table_in_every_case():
     skill = SKILLS["capital"]
     sets = stop_sets(skill)
@@ -48,7 +61,7 @@ def test_a_table_brick_stops_only_when_it_knows_its_whole_table_in_every_case():
 
 def test_a_string_brick_stops_on_samples_per_case_and_real_words_at_the_bar():
     sets = stop_sets(SKILLS["reverse"])
-    assert set(sets) == {*CASES, "doubled", "english"}
+    assert set(sets) == {*CASES, "doubled", "english", "chained"}
     assert all(len(items) == 32 and bar == BAR < 1.0 for items, bar in sets.values())
 
 
