@@ -283,6 +283,11 @@ class Composer:
     def kind(self, brick_id: str) -> str:
         return self.engine.library.card(brick_id).kind
 
+    def knows(self, text: str) -> frozenset[str]:
+        """The bricks whose table holds `text` as an input, in any case."""
+        key = text.lower()
+        return frozenset(b for b, keys in self.engine.library.known_inputs().items() if key in keys)
+
     def merged(self, weights: dict[str, float], method: str) -> str:
         """A transient brick merging `weights` (merge mode); made once per (bricks, method),
         at most MAX_MERGES kept (least recently used dropped, files and slot freed)."""
@@ -353,7 +358,10 @@ class _Batch:
             rows = []
             for i, q, f in zip(live, queries, found):
                 try:
-                    choice = choose_step(f.hits, plans[i].steps[depth].mode, self.settings, c, c.kind, k, f.out_of_scope)
+                    # a close call goes to a brick whose table holds the user's payload (not an earlier
+                    # brick's output: "negative", a sentiment label, is also an antonym key)
+                    choice = choose_step(f.hits, plans[i].steps[depth].mode, self.settings, c, c.kind, k, f.out_of_scope,
+                                         c.knows(current[i]) if depth == 0 else frozenset())
                     task = c.task(choice, q)
                     prompt = c.prompt.render(task, current[i])
                     self.check_length(prompt, depth)

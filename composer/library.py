@@ -163,6 +163,7 @@ class BrickLibrary:
         self._digests: dict[str, tuple[tuple, str]] = {}
         self._scan: tuple[tuple, dict[str, tuple[tuple, BrickEntry]]] | None = None  # per folder: stamps, entry
         self._meta: tuple[_Stamp | None, LibraryMeta] = (None, LibraryMeta())  # library.json: stamp, content
+        self._known: tuple[tuple, dict[str, frozenset[str]]] | None = None  # generation, known_inputs()
         self._mutex = threading.RLock()
         self._flock = FileLock(str(self.root / LOCK))  # re-entrant within a thread
         try:  # crash recovery only while no other process writes (they hold the lock)
@@ -267,6 +268,25 @@ class BrickLibrary:
 
     def cards(self) -> list[BrickCard]:
         return [e.card for e in self.entries() if e.ok]
+
+    def known_inputs(self) -> dict[str, frozenset[str]]:
+        """{brick: the `input` of every row of its data.jsonl, lowercased} for the healthy bricks
+        that ship their training table (a knowledge brick's keys), re-read when the library
+        changes: the planner reads payloads by them, and a close call goes to the brick that
+        knows the step's input."""
+        with self._mutex:
+            gen = self.generation()
+            if self._known is not None and self._known[0] == gen:
+                return self._known[1]
+        known = {}
+        for brick_id in self.ids():
+            data = self.path(brick_id) / "data.jsonl"
+            if data.is_file():
+                rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+                known[brick_id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
+        with self._mutex:
+            self._known = (gen, known)
+        return known
 
     def card(self, brick_id: str) -> BrickCard:
         """A healthy brick's card (cached per file stamp); LibraryError naming what is wrong."""

@@ -5,7 +5,11 @@ Each mode is a small function `(hits, settings, merger) -> Choice` in one regist
 trace calls it a close call and names it, and if the top brick returns its input unchanged the
 runner-up runs instead and its output is kept when it changes the input: a step asks for a
 change, and "reverse it" on one word reads as `reverse_words` as readily as `reverse` (one
-word's word order is itself). It never blends on its own: on the near-tied steps of the
+word's word order is itself). In a close call a brick whose table holds the request's
+payload (`BrickLibrary.known_inputs`; the first step's input, not an earlier brick's output)
+runs before a top brick whose table does not: "give me the flip
+side of win" reads `reverse` 0.68 against `antonym` 0.66, and "win" is a key of the antonym
+table. It never blends on its own: on the near-tied steps of the
 request corpora (`benchmarks/near_ties.py`) the top brick alone was right far more
 often than a blend of the tied skills, which is mostly neither ("HEL", "friendses"). A step
 whose best brick scores under `threshold` runs on the base alone whatever the mode, and the
@@ -136,8 +140,10 @@ def _shown_hits(hits: list[BrickHit]) -> str:
 
 
 def choose_step(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger,
-                kind: Callable[[str], str], k: int = 3, out_of_scope: OutOfScopeHit | None = None) -> Choice:
-    """A step's choice with emergent bricks in their own lane (rule in the module docstring)."""
+                kind: Callable[[str], str], k: int = 3, out_of_scope: OutOfScopeHit | None = None,
+                knows: frozenset[str] = frozenset()) -> Choice:
+    """A step's choice with emergent bricks in their own lane (rule in the module docstring);
+    `knows`: the bricks whose table holds the step's input (auto's close calls)."""
     check_mode(mode)
     custom = [h for h in hits if kind(h.id) != "emergent"][:k]
     emergent = [h for h in hits if kind(h.id) == "emergent"][:k]
@@ -157,7 +163,7 @@ def choose_step(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger
                       "for sparse): the base with that skill's FFN neurons only", hits=emergent, emergent=top.id)
     lead = emergent[0].score - (custom[0].score if custom else -1.0) if emergent else -1.0
     if custom and custom[0].score >= s.threshold and lead < s.emergent_margin:
-        return replace(choose(custom, mode, s, merger), hits=custom)
+        return replace(choose(custom, mode, s, merger, knows), hits=custom)
     if emergent and emergent[0].score >= s.threshold:
         top = emergent[0]
         return Choice("emergent", None, [top.id], None, f"emergent brick {top.id} (score {top.score:.2f}): no "
@@ -169,18 +175,24 @@ def choose_step(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger
                        ranked[:3])
 
 
-def choose(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger) -> Choice:
+def choose(hits: list[BrickHit], mode: str, s: ModeSettings, merger: Merger,
+           knows: frozenset[str] = frozenset()) -> Choice:
     """The step's mix: base alone under the threshold, else the (resolved) mode's."""
     check_mode(mode)
     if not hits or hits[0].score < s.threshold:
         best = f"best {hits[0].id} scored {hits[0].score:.2f}" if hits else "the library is empty"
         return Choice("base", None, [], None, f"base model alone: no brick above threshold {s.threshold} ({best})")
     if mode == "auto":
-        return _auto(hits, s, merger)
+        return _auto(hits, s, merger, knows)
     return STEP_MODES[mode](hits, s, merger)
 
 
-def _auto(hits: list[BrickHit], s: ModeSettings, merger: Merger) -> Choice:
+def _auto(hits: list[BrickHit], s: ModeSettings, merger: Merger, knows: frozenset[str] = frozenset()) -> Choice:
+    known = next((h for h in _eligible(hits, s)[1:] if hits[0].score - h.score < s.margin and h.id in knows), None)
+    if known is not None and hits[0].id not in knows:  # the close call's brick that knows the input runs first
+        choice = _auto([known, *(h for h in hits if h is not known)], s, merger)
+        return replace(choice, note=f"{choice.note}; {known.id} knows the input (a key of its table), "
+                                    f"{hits[0].id} ({hits[0].score:.2f}) does not")
     choice = single(hits, s, merger)
     close = [h for h in _eligible(hits, s)[1:] if hits[0].score - h.score < s.margin]
     if not close:

@@ -59,7 +59,6 @@ planner is deterministic and explains itself in `Plan.explain`:
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import threading
@@ -707,14 +706,8 @@ class HeuristicPlanner:
             self._current()
             if self._facts_memo is not None:
                 return self._facts_memo
-        keys, emergent = {}, set()
-        for card in self.library.cards():
-            if card.kind == "emergent":
-                emergent.add(card.id)
-            data = self.library.path(card.id) / "data.jsonl"
-            if data.is_file():
-                rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
-                keys[card.id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
+        keys = self.library.known_inputs()
+        emergent = {card.id for card in self.library.cards() if card.kind == "emergent"}
         with self._lock:
             self._facts_memo = keys, frozenset(emergent)
         return self._facts_memo

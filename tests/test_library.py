@@ -35,6 +35,18 @@ def test_cards_round_trip_and_fingerprint_changes(tmp_path):
     assert library.fingerprint() != before
 
 
+def test_known_inputs_are_each_bricks_table_keys_reread_when_the_library_changes(tmp_path):
+    library = BrickLibrary(tmp_path)
+    folder = write_brick(library, card("antonym"))
+    write_brick(library, card("upper"))  # no data.jsonl: knows nothing
+    (folder / "data.jsonl").write_text('{"input": "Hot", "output": "cold"}\n\n{"input": "up", "output": "down"}\n')
+    write_brick(library, card("capital"))  # a write: the library changed
+    assert library.known_inputs() == {"antonym": frozenset({"hot", "up"})}
+    assert library.known_inputs() is library.known_inputs()  # cached while nothing changes
+    library.remove("antonym")
+    assert library.known_inputs() == {}
+
+
 def test_base_folder_and_hidden_folders_are_not_bricks(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / ".index").mkdir()

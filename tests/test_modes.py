@@ -42,6 +42,18 @@ def test_auto_never_blends_a_close_call_but_names_it():
     assert choose(hits(("a", 0.70), ("b", 0.60)), "auto", S).runner_up is None
 
 
+def test_a_close_call_goes_to_the_brick_whose_table_holds_the_input():
+    close = hits(("reverse", 0.68), ("antonym", 0.66), ("plural", 0.64))
+    c = _choose(close, "auto", S, Recorder(), frozenset({"antonym"}))
+    assert c.used == ["antonym"] and c.runner_up.used == ["reverse"]  # if antonym changed nothing, reverse runs
+    assert "antonym knows the input (a key of its table), reverse (0.68) does not" in c.note
+    assert choose(close, "auto", S).used == ["reverse"]  # no table holds it: the top brick
+    assert _choose(close, "auto", S, Recorder(), frozenset({"antonym", "reverse"})).used == ["reverse"]  # both do
+    wide = hits(("reverse", 0.80), ("antonym", 0.71))  # 0.09 apart, over the margin: no close call
+    assert _choose(wide, "auto", S, Recorder(), frozenset({"antonym"})).used == ["reverse"]
+    assert _choose(close, "single", S, Recorder(), frozenset({"antonym"})).used == ["reverse"]  # auto only
+
+
 def test_below_threshold_runs_the_base_whatever_the_mode():
     for mode in ("auto", "single", "mixture"):
         c = choose(hits(("a", 0.30)), mode, S)
