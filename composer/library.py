@@ -278,12 +278,21 @@ class BrickLibrary:
             gen = self.generation()
             if self._known is not None and self._known[0] == gen:
                 return self._known[1]
+        def inputs(folder: Path) -> frozenset[str] | None:
+            data = folder / "data.jsonl"
+            if not data.is_file():
+                return None
+            rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+            return frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
+
         known = {}
         for brick_id in self.ids():
-            data = self.path(brick_id) / "data.jsonl"
-            if data.is_file():
-                rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
-                known[brick_id] = frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
+            try:
+                found = self.read(brick_id, inputs)  # one version of the folder, even mid-swap
+            except LibraryError:  # removed meanwhile
+                continue
+            if found is not None:
+                known[brick_id] = found
         with self._mutex:
             self._known = (gen, known)
         return known

@@ -7,13 +7,12 @@ runner-up runs instead and its output is kept when it changes the input: a step 
 change, and "reverse it" on one word reads as `reverse_words` as readily as `reverse` (one
 word's word order is itself). In a close call a brick whose table holds the request's
 payload (`BrickLibrary.known_inputs`; the first step's input, not an earlier brick's output)
-runs before a top brick whose table does not: "give me the flip
-side of win" reads `reverse` 0.68 against `antonym` 0.66, and "win" is a key of the antonym
-table. It never blends on its own: on the near-tied steps of the
-request corpora (`benchmarks/near_ties.py`) the top brick alone was right far more
-often than a blend of the tied skills, which is mostly neither ("HEL", "friendses"). A step
-whose best brick scores under `threshold` runs on the base alone whatever the mode, and the
-trace says so.
+runs before a top brick whose table does not: "give me the flip side of win" reads `reverse`
+0.68 against `antonym` 0.66, and "win" is a key of the antonym table. It never blends on its
+own: on the near-tied steps of the request corpora (`benchmarks/near_ties.py`) the top brick
+alone was right far more often than a blend of the tied skills, which is mostly neither
+("HEL", "friendses"). A step whose best brick scores under `threshold` runs on the base
+alone whatever the mode, and the trace says so.
 
 - single: the top brick.
 - mixture (LoraRetriever, arXiv 2402.09997): the top-k eligible bricks as one weighted row,
