@@ -365,6 +365,8 @@ class HeuristicPlanner:
                 text, payload, how = split_payload(text)
                 if how.endswith("=") and not set(_words(text)) - _GLUE and self.search:
                     text, payload, how = self._value_then_step(text, payload, how)
+                elif how == "payload after the colon" and self.search:
+                    text, payload, how = self._step_after_heading(text, payload, how)
             if how:
                 explain.append(how)
         marked = _marked_steps(text)
@@ -408,6 +410,20 @@ class HeuristicPlanner:
                 return f"{text} {rest}".strip(), _strip_quotes(head), f"{how}, up to the step after it"
         return text, payload, how
 
+    def _step_after_heading(self, text: str, payload: str, how: str) -> tuple[str, str, str]:
+        """"team chant: go team go in all caps": the text before the colon is a heading (at most
+        four words (`_HEADING`), retrieving no brick at `split_score`), and the step is written
+        after it, around its payload. Then the payload and the step are read inside the text
+        after the colon, as for an inline payload, when what is left there retrieves a brick
+        at `split_score`; else the colon delimits the payload as usual."""
+        head = _clean(text)
+        if not _HEADING.match(f"{head}: {payload}") or self._best([head])[0][1] >= self.split_score:
+            return text, payload, how
+        step, found = self._inline_payload(payload, [])
+        if found is None or self._best([_clean(step)])[0][1] < self.split_score:
+            return text, payload, how
+        return step, found, f"{head!r} before the colon is a heading: the step and its payload follow it"
+
     def _trim_aside(self, step: str, explain: list[str]) -> str:
         """`step` without a closing clause that says why or for what ("capital of it please, for
         a flashcard", "title case for it, it's going on the shop sign"): split off, it retrieves
@@ -427,7 +443,7 @@ class HeuristicPlanner:
         """`step` without an opening label before a colon that names the occasion, not a task
         ("tour poster: the capital of it in all caps"): a colon still in a step delimited no
         payload, and the label's words pull the step's retrieval off both of its parts. Only a
-        label of at most HEADING_WORDS words, naming nothing the step acts on, that retrieves
+        label of at most four words (`_HEADING`), naming nothing the step acts on, that retrieves
         no brick at `split_score` by itself, before a rest that names the payload ("it")."""
         m = _HEADING.match(step)
         if not m or set(_words(m.group(1))) & _NAMES_RESULT or "it" not in _words(m.group(2)):
