@@ -140,7 +140,7 @@ _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)
 # letters in caps", "its initials in capitals"), or says "with a ..." ("start with a capital");
 # "and so on" is no cut
 _PARTS = ("letter", "letters", "word", "words", "initial", "initials", "character", "characters", "only")
-_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+(?!so\s+(?:on|forth)\b)|(?<=\bit)\s+(?!(?:to|into|as|so)\b)(?=[a-z])"
+_WEAK = re.compile(r"\s*,\s*|\s+(?:and|but|\+)\s+(?!so\s+(?:on|forth)\b)|(?<=\bit)\s+(?!(?:to|into|so)\b)(?=[a-z])"
                    r"|(?<=[a-z])" + "".join(rf"(?<!\b{w})" for w in _PARTS)
                    + r"\s+(?=(?:in|with(?!\s+an?\b))\s+(?!(?:it|them|that|this)\b)[a-z])", re.I)
 _WORD = re.compile(r"[a-z0-9']+")

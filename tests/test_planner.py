@@ -202,6 +202,8 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     # a label before a colon that asks for no brick is a heading, no step and no part of one
     ("shop sign: the plural of mouse in capital letters", "mouse", ["the plural of it", "in capital letters"]),
     ("quiz night: capitl of chile", "chile", ["capitl of it"]),
+    # a cut after "it" may fall before "as" where the pieces ask for different bricks
+    ("capital of peru as an acronym", "peru", ["capital of it", "as an acronym"]),
     # a heading before a colon that delimits no payload: the step and its payload come after it
     ("team chant: go team go in all caps", "go team go", ["in all caps"]),
     # "+" joins steps as "and" does, where retrieval agrees
