@@ -18,11 +18,12 @@ benchmarks/results/latency_<switch>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import statistics
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from benchmarks.composition import load, run_item
 from composer import Composer, retriever
@@ -31,30 +32,33 @@ from composer.engine import batch
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def _memo(on: bool) -> Callable[[], None]:
-    """Query memo on/off; returns the restore."""
-    remembered = retriever.ProjectedEmbedder._remembered
-    if not on:
-        retriever.ProjectedEmbedder._remembered = lambda self, tuned, texts: self._vectors(tuned, texts)
-
-    def restore() -> None:
-        retriever.ProjectedEmbedder._remembered = remembered
-    return restore
+def _memo_off() -> tuple[type, str, object]:
+    """The query memo bypassed: every text goes through the embedder."""
+    return retriever.ProjectedEmbedder, "_remembered", lambda self, tuned, texts: self._vectors(tuned, texts)
 
 
-def _one_brick(on: bool) -> Callable[[], None]:
-    """Mappings built with or without `single`; returns the restore."""
+def _one_brick_off() -> tuple[type, str, object]:
+    """Mappings built without `single`: the general padded-block path."""
     build = batch.BatchMapping.build
-    if not on:
-        batch.BatchMapping.build = classmethod(
-            lambda cls, *a, **k: dataclasses.replace(build(*a, **k), single=None))
-
-    def restore() -> None:
-        batch.BatchMapping.build = build
-    return restore
+    return batch.BatchMapping, "build", classmethod(lambda cls, *a, **k: dataclasses.replace(build(*a, **k), single=None))
 
 
-SWITCHES: dict[str, Callable[[bool], Callable[[], None]]] = {"memo": _memo, "one_brick": _one_brick}
+SWITCHES: dict[str, Callable[[], tuple[type, str, object]]] = {"memo": _memo_off, "one_brick": _one_brick_off}
+
+
+@contextlib.contextmanager
+def _switched(name: str, on: bool) -> Iterator[None]:
+    """Inside the block the speed-up `name` is on or off; the class is restored after."""
+    if on:
+        yield
+        return
+    owner, attribute, off = SWITCHES[name]()
+    saved = vars(owner)[attribute]
+    setattr(owner, attribute, off)
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, saved)
 
 
 def main() -> None:
@@ -74,13 +78,10 @@ def main() -> None:
     passes, outputs = [], {}
     for n in range(args.rounds):
         for on in (False, True):
-            restore = SWITCHES[args.switch](on)
-            try:
+            with _switched(args.switch, on):
                 c.index.embedder._memo = {}
                 c.planner._memo.clear()
                 out = [run_item(c, item) for item in items]
-            finally:
-                restore()
             outputs.setdefault(on, [o["output"] for o in out])
             assert outputs[on] == [o["output"] for o in out]
             ms = statistics.median(o["ms_per_step"] for o in out if o["ms_per_step"] is not None)

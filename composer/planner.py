@@ -129,7 +129,8 @@ _BEFORE_YOU = re.compile(r"before\s+(?:you|u|we)\s+([^,;]+?)\s*,\s*(.+)", re.I |
 _NOT_VERBS = "thing|nothing|something|anything|everything|morning|evening|during|spring|string|king|ring|sing|bring|" \
              "wedding|building|meeting|ceiling|lightning|pudding|clothing|feeling|ending|beginning"
 _BEFORE_AFTER_ING = re.compile(rf"(.+?),?\s+(before|after)\s+((?!(?:{_NOT_VERBS})\b)[a-z]{{2,}}ing\b.*)", re.I | re.S)
-_HEADING = re.compile(r"^\s*((?:[^\s:]+\s+){0,3}[^\s:]+)\s*:\s+(\S.*)$", re.S)  # "tour poster: ..."; see HeuristicPlanner._trim_heading
+_LABEL = r"(?:[^\s:]+\s+){0,3}[^\s:]+"  # at most four words, no colon: what may be a heading
+_HEADING = re.compile(rf"^\s*({_LABEL})\s*:\s+(\S.*)$", re.S)  # "tour poster: ..."; see HeuristicPlanner._heading
 _LAST_ASIDE = re.compile(r"\s+\(([^()]+)\)\s*$")  # "purple rain (spelled backwards)": read as after a comma
 _FILLER = re.compile(r"^(?:(?:and|but|plus|first|firstly|please|now|lastly|also)\b[,]?\s*)+", re.I)
 # separators a step may split on, if retrieval agrees: commas, "and", the space after the
@@ -411,13 +412,15 @@ class HeuristicPlanner:
         return text, payload, how
 
     def _step_after_heading(self, text: str, payload: str, how: str) -> tuple[str, str, str]:
-        """"team chant: go team go in all caps": the text before the colon is a heading (at most
-        four words (`_HEADING`), retrieving no brick at `split_score`), and the step is written
-        after it, around its payload. Then the payload and the step are read inside the text
-        after the colon, as for an inline payload, when what is left there retrieves a brick
-        at `split_score`; else the colon delimits the payload as usual."""
+        """"team chant: go team go in all caps": the text before the colon is a heading
+        (`_heading`; unlike in `_trim_heading` it may hold a reference word, since the colon
+        already parted it from the payload), and the step is written after it, around its
+        payload. Then the payload
+        and the step are read inside the text after the colon, as for an inline payload, when
+        what is left there retrieves a brick at `split_score`; else the colon delimits the
+        payload as usual."""
         head = _clean(text)
-        if not _HEADING.match(f"{head}: {payload}") or self._best([head])[0][1] >= self.split_score:
+        if self._heading(head) is None:
             return text, payload, how
         step, found = self._inline_payload(payload, [])
         if found is None or self._best([_clean(step)])[0][1] < self.split_score:
@@ -443,16 +446,24 @@ class HeuristicPlanner:
         """`step` without an opening label before a colon that names the occasion, not a task
         ("tour poster: the capital of it in all caps"): a colon still in a step delimited no
         payload, and the label's words pull the step's retrieval off both of its parts. Only a
-        label of at most four words (`_HEADING`), naming nothing the step acts on, that retrieves
-        no brick at `split_score` by itself, before a rest that names the payload ("it")."""
+        label that reads as a heading (`_heading`) and names nothing the step acts on, before a
+        rest that names the payload ("it")."""
         m = _HEADING.match(step)
         if not m or set(_words(m.group(1))) & _NAMES_RESULT or "it" not in _words(m.group(2)):
             return step
-        brick, score = self._best([_clean(m.group(1))])[0]
-        if score >= self.split_score:
+        if (best := self._heading(m.group(1))) is None:
             return step
-        explain.append(f"{m.group(1)!r} is a heading, no step (best {brick} {score:.2f} < {self.split_score})")
+        explain.append(f"{m.group(1)!r} is a heading, no step (best {best[0]} {best[1]:.2f} < {self.split_score})")
         return m.group(2)
+
+    def _heading(self, label: str) -> tuple[str, float] | None:
+        """(best brick, score) of the text before a colon when it reads as a heading: at most
+        four words (`_LABEL`) that retrieve no brick at `split_score`; None when it may be a step."""
+        label = _clean(label)
+        if not re.fullmatch(_LABEL, label):
+            return None
+        brick, score = self._best([label])[0]
+        return None if score >= self.split_score else (brick, score)
 
     def _nested(self, step: str, explain: list[str]) -> list[str]:
         """"rot13 the capital of it" is two steps, the inner one first: "the capital of it", then
