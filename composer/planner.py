@@ -164,6 +164,7 @@ _ACTS_ON_RESULT = re.compile(r"(?!(?:can|could|would|will|do|does|did|is|are|was
                              r"so|if|just|only|not)\b)[a-z]+\s+(?:it|that|this|them|the\s+(?:result|answer|output))\b",
                              re.I)
 CONTEXT_SCORE = 0.7  # a sentence naming no payload, beside one that does, is a step only above this
+_ONE_WORD_LABEL = re.compile(r"\b(?:the|this|that|my|following)\s+(?:word|term)(?:\s+it\b|\s*$)", re.I)  # see _unlabelled
 _SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
@@ -389,10 +390,10 @@ class HeuristicPlanner:
             # restatements merge again once the asides between them are gone ("... spelled backwards. The
             # town is it. Would you mind reversing it?")
             marked = self._merge_restated(self._drop_asides(self._merge_restated(marked, explain), explain), explain)
-        steps = [s for s, _ in marked]
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
+        steps = [self._unlabelled(s, explain) if len(payload.split()) == 1 else s for s, _ in marked]
         return Plan(instruction=instruction, payload=payload, explain=explain,
                     steps=[Step(instruction=s, mode=mode, modifier=n > 0 and s in modifiers) for n, s in enumerate(steps)])
 
@@ -464,6 +465,19 @@ class HeuristicPlanner:
             return None
         brick, score = self._best([label])[0]
         return None if score >= self.split_score else (brick, score)
+
+    def _unlabelled(self, step: str, explain: list[str]) -> str:
+        """"reverse the word it" is "reverse it" when the payload is one word: the label names the
+        payload and asks nothing, yet its "word" pulls the step towards bricks about words. Only
+        when the step without it still asks for a brick at `split_score`."""
+        plain = _ONE_WORD_LABEL.sub("it", step)
+        if plain == step or not self.search:
+            return step
+        brick, score = self._best([_clean(plain)])[0]
+        if score < self.split_score:
+            return step
+        explain.append(f"{step!r} labels its one-word payload: read as {plain!r} ({brick} {score:.2f})")
+        return plain
 
     def _nested(self, step: str, explain: list[str]) -> list[str]:
         """"rot13 the capital of it" is two steps, the inner one first: "the capital of it", then

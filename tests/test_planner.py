@@ -206,6 +206,10 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("capital of peru as an acronym", "peru", ["capital of it", "as an acronym"]),
     # a heading before a colon that delimits no payload: the step and its payload come after it
     ("team chant: go team go in all caps", "go team go", ["in all caps"]),
+    # a label naming a one-word payload asks nothing: "the word" is no ask about words
+    ("reverse the word love", "love", ["reverse it"]),
+    ("spell the word level backwards, then uppercase it", "level", ["spell it backwards", "uppercase it"]),
+    ("reverse the word order of red fox", "red fox", ["reverse the word order of it"]),
     # "+" joins steps as "and" does, where retrieval agrees
     ('uppercase + remove vowels for "night shift"', "night shift", ["uppercase", "remove vowels for it"]),
 ])
