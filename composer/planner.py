@@ -371,7 +371,7 @@ class HeuristicPlanner:
                     text, payload, how = self._step_after_heading(text, payload, how)
             if how:
                 explain.append(how)
-        marked = _marked_steps(text)
+        marked = _marked_steps(self._without_list_heading(text, explain) if self.search else text)
         if not marked:
             raise PlanError(f"no step found in {instruction!r}")
         if payload is None and self.search and len(marked) > 1:
@@ -427,6 +427,17 @@ class HeuristicPlanner:
         if found is None or self._best([_clean(step)])[0][1] < self.split_score:
             return text, payload, how
         return step, found, f"{head!r} before the colon is a heading: the step and its payload follow it"
+
+    def _without_list_heading(self, text: str, explain: list[str]) -> str:
+        """`text` without the label that opens a numbered list ("Steps:", "Your tasks:"): a
+        heading (`_heading`) before the first number asks for nothing, yet would be a step."""
+        numbers = list(_NUMBERED.finditer(text))
+        m = re.fullmatch(r"\s*([^:]+?)\s*:\s*", text[: numbers[0].start()]) if len(numbers) >= 2 else None
+        if not m or (best := self._heading(m.group(1))) is None:
+            return text
+        explain.append(f"{m.group(1)!r} opens the numbered list: a heading, no step "
+                       f"(best {best[0]} {best[1]:.2f} < {self.split_score})")
+        return text[numbers[0].start():]
 
     def _trim_aside(self, step: str, explain: list[str]) -> str:
         """`step` without a closing clause that says why or for what ("capital of it please, for

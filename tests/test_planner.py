@@ -210,6 +210,8 @@ def test_a_possessive_payload_is_its_owner(guided, text, payload, steps):
     ("reverse the word love", "love", ["reverse it"]),
     ("spell the word level backwards, then uppercase it", "level", ["spell it backwards", "uppercase it"]),
     ("reverse the word order of red fox", "red fox", ["reverse the word order of it"]),
+    # a label opening a numbered list asks for no brick: a heading, no step
+    ("Steps:\n1) plural\n2) uppercase\ninput=baby", "baby", ["plural", "uppercase"]),
     # "+" joins steps as "and" does, where retrieval agrees
     ('uppercase + remove vowels for "night shift"', "night shift", ["uppercase", "remove vowels for it"]),
 ])
