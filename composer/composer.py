@@ -213,11 +213,13 @@ class Composer:
                 text = check_text(text, "input", self.max_input_chars, self.ascii_only)
                 card = self.engine.library.card(brick_id)
                 sparse = card.kind == "emergent"
-                note = f"brick {brick_id} asked for directly"
+                asked = self.as_table_spells([brick_id], text)
+                note = f"brick {brick_id} asked for directly" + (
+                    f"; asked {asked!r}, as its table spells it" if asked != text else "")
                 choice = Choice("emergent" if sparse else "single", None if sparse else {brick_id: 1.0}, [brick_id],
                                 None if sparse else {brick_id: 1.0}, note, [BrickHit(id=brick_id, score=1.0)],
                                 brick_id if sparse else None)
-                prompt = self.prompt.render(card.examples[0], text)
+                prompt = self.prompt.render(card.examples[0], asked)
                 batch.check_length(prompt, 0)
                 rows.append((i, card.examples[0], choice, prompt, card.examples[0]))
             except ComposerError as err:
@@ -287,6 +289,12 @@ class Composer:
         """The bricks whose table holds `text` as an input, in any case."""
         key = text.lower()
         return frozenset(b for b, keys in self.engine.library.known_inputs().items() if key in keys)
+
+    def as_table_spells(self, used: list[str], text: str) -> str:
+        """`text` as the table of the one brick in `used` spells it ("Mouse" -> "mouse"), else
+        `text`: a knowledge brick learned its keys as written, and is asked them so."""
+        spelled = self.engine.library.known_inputs().get(used[0], {}) if len(used) == 1 else {}
+        return spelled.get(text.lower()) or text
 
     def merged(self, weights: dict[str, float], method: str) -> str:
         """A transient brick merging `weights` (merge mode); made once per (bricks, method),
@@ -363,7 +371,9 @@ class _Batch:
                     choice = choose_step(f.hits, plans[i].steps[depth].mode, self.settings, c, c.kind, k, f.out_of_scope,
                                          c.knows(current[i]) if depth == 0 else frozenset())
                     task = c.task(choice, q)
-                    prompt = c.prompt.render(task, current[i])
+                    if (asked := c.as_table_spells(choice.used, current[i])) != current[i]:
+                        choice = replace(choice, note=f"{choice.note}; asked {asked!r}, as its table spells it")
+                    prompt = c.prompt.render(task, asked)
                     self.check_length(prompt, depth)
                     rows.append((i, q, choice, prompt, task))
                 except ComposerError as err:
@@ -408,7 +418,7 @@ class _Batch:
             i, q, choice, _, _ = rows[n]
             alt = replace(choice.runner_up, hits=choice.hits)
             task = self.c.task(alt, q)
-            again.append((i, q, alt, self.c.prompt.render(task, current[i]), task))
+            again.append((i, q, alt, self.c.prompt.render(task, self.c.as_table_spells(alt.used, current[i])), task))
         for n, row, out in zip(redo, again, self.generate(again)):
             if out[0] is not None and out[0].strip() != current[row[0]]:
                 yield n, row, out

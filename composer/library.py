@@ -18,7 +18,8 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence, TypeVar
+from types import MappingProxyType
+from typing import Callable, Iterator, Literal, Mapping, Sequence, TypeVar
 
 import torch
 from filelock import FileLock, Timeout
@@ -163,7 +164,7 @@ class BrickLibrary:
         self._digests: dict[str, tuple[tuple, str]] = {}
         self._scan: tuple[tuple, dict[str, tuple[tuple, BrickEntry]]] | None = None  # per folder: stamps, entry
         self._meta: tuple[_Stamp | None, LibraryMeta] = (None, LibraryMeta())  # library.json: stamp, content
-        self._known: tuple[tuple, dict[str, frozenset[str]]] | None = None  # generation, known_inputs()
+        self._known: tuple[tuple, dict[str, Mapping[str, str]]] | None = None  # generation, known_inputs()
         self._mutex = threading.RLock()
         self._flock = FileLock(str(self.root / LOCK))  # re-entrant within a thread
         try:  # crash recovery only while no other process writes (they hold the lock)
@@ -269,21 +270,27 @@ class BrickLibrary:
     def cards(self) -> list[BrickCard]:
         return [e.card for e in self.entries() if e.ok]
 
-    def known_inputs(self) -> dict[str, frozenset[str]]:
-        """{brick: the `input` of every row of its data.jsonl, lowercased} for the healthy bricks
-        that ship their training table (a knowledge brick's keys), re-read when the library
-        changes: the planner reads payloads by them, and a close call goes to the brick that
-        knows the step's input."""
+    def known_inputs(self) -> dict[str, Mapping[str, str]]:
+        """{brick: {each `input` of its data.jsonl, lowercased: that input as the table spells it}}
+        for the healthy bricks that ship their training table (a knowledge brick's keys), re-read
+        when the library changes: the planner reads payloads by them, a close call goes to the
+        brick that knows the step's input, and a brick is asked a key as its table spells it. A
+        key spelled two ways in one table maps to "" (no one spelling to ask)."""
         with self._mutex:
             gen = self.generation()
             if self._known is not None and self._known[0] == gen:
                 return self._known[1]
-        def inputs(folder: Path) -> frozenset[str] | None:
+        def inputs(folder: Path) -> Mapping[str, str] | None:
             data = folder / "data.jsonl"
             if not data.is_file():
                 return None
-            rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
-            return frozenset(str(r.get("input", "")).lower() for r in rows if isinstance(r, dict))
+            spelled: dict[str, str] = {}
+            for line in data.read_text().splitlines():
+                row = json.loads(line) if line.strip() else None
+                if isinstance(row, dict):
+                    key = str(row.get("input", ""))
+                    spelled[key.lower()] = key if spelled.get(key.lower(), key) == key else ""
+            return MappingProxyType(spelled)
 
         known = {}
         for brick_id in self.ids():

@@ -62,7 +62,7 @@ import itertools
 import math
 import re
 import threading
-from typing import Callable, Literal, Protocol
+from typing import Callable, Literal, Mapping, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -349,7 +349,7 @@ class HeuristicPlanner:
         self.split_score, self.payload_score, self.aside_score = split_score, payload_score, aside_score
         # what the planner remembers about the library, dropped together when it changes
         self._generation = None
-        self._facts_memo: tuple[dict[str, frozenset[str]], frozenset[str]] | None = None  # see _facts
+        self._facts_memo: tuple[dict[str, Mapping[str, str]], frozenset[str]] | None = None  # see _facts
         self._memo: dict[str, list] = {}
         self._lock = threading.Lock()
 
@@ -749,7 +749,7 @@ class HeuristicPlanner:
             self._generation, self._memo, self._facts_memo = generation, {}, None
         return self._memo
 
-    def _facts(self) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    def _facts(self) -> tuple[dict[str, Mapping[str, str]], frozenset[str]]:
         """(known inputs per brick — the `input` of its data.jsonl rows —, the emergent bricks),
         re-read when the library changes."""
         if self.library is None:

@@ -62,6 +62,15 @@ def test_the_french_brick_knows_everyday_words_added_to_its_table(c):
     assert [r.output for r in outs] == ["fille", "biere", "bonne nuit", "lapin", "chat"]
 
 
+def test_a_knowledge_brick_is_asked_a_key_as_its_table_spells_it(c):
+    """Tables hold lowercase keys; in Title case "Mouse" slipped to "mouse", in UPPER "loss" to "more"."""
+    words, want = ["Mouse", "LOSS", "beaR"], ["mice", "gain", "ours"]
+    outs = [c.run("plural of Mouse"), *c.run_bricks(["antonym", "french"], words[1:])]
+    assert [r.output for r in outs] == want
+    assert all("as its table spells it" in r.steps[0].note for r in outs)
+    assert outs[0].steps[0].input == "Mouse"  # the trace keeps what the user wrote
+
+
 def test_chains_of_table_and_string_skills(c):
     r = c.run("Give the capital of the country, then make an acronym: united kingdom")
     assert [s.output for s in r.steps] == ["london", "L"]

@@ -41,8 +41,11 @@ def test_known_inputs_are_each_bricks_table_keys_reread_when_the_library_changes
     write_brick(library, card("upper"))  # no data.jsonl: knows nothing
     (folder / "data.jsonl").write_text('{"input": "Hot", "output": "cold"}\n\n{"input": "up", "output": "down"}\n')
     write_brick(library, card("capital"))  # a write: the library changed
-    assert library.known_inputs() == {"antonym": frozenset({"hot", "up"})}
+    assert library.known_inputs() == {"antonym": {"hot": "Hot", "up": "up"}}  # lowercased: as spelled
     assert library.known_inputs() is library.known_inputs()  # cached while nothing changes
+    (folder / "data.jsonl").write_text('{"input": "Turkey", "output": "x"}\n{"input": "turkey", "output": "y"}\n')
+    write_brick(library, card("upper"))
+    assert library.known_inputs() == {"antonym": {"turkey": ""}}  # spelled two ways: no one spelling
     library.remove("antonym")
     assert library.known_inputs() == {}
 
