@@ -100,7 +100,7 @@ class Planner(Protocol):
 
 Search = Callable[[list[str], int], list[list]]  # BrickIndex.search_many: queries, k -> hits per query
 
-_KEYS = "input|text|word|phrase|term|noun|country|review|string|value"  # "input=red fox", "country=peru"
+_KEYS = "input|text|words?|phrase|term|noun|country|review|string|value|sentence|name|title|message"  # "input=red fox", "words=peru"
 _INPUT_EQ = re.compile(rf"""\b({_KEYS})\s*=(?!>)\s*(?:"([^"]*)"|'([^']*)'|(.+))\s*$""", re.I | re.S)
 _QUOTED = re.compile(r""""([^"]+)"|“([^”]+)”|(?<![a-z])'([^']+)'(?![a-z])|\[([^\[\]]+)\]""", re.I)  # [brackets] too
 # arrows, pipes and spaced dashes: "happy cat -> upper", "calf → plural → caps", "rot13 it | caps it"

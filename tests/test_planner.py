@@ -247,6 +247,7 @@ def test_a_payload_before_the_instruction(guided):
      ["no vowels", "capitalise each word"]),
     ("word=mouse (plural)", "mouse", ["plural"]),
     ("country=kenya, capital please", "kenya", ["capital please"]),
+    ("sentence=back in black; op=reverse the word order", "back in black", ["op=reverse the word order"]),
 ])
 def test_a_key_value_payload_ends_where_a_step_starts(guided, text, payload, steps):
     plan = guided.plan(text)
