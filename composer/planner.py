@@ -163,6 +163,7 @@ _NAMES_RESULT = _REFERENCES | {"it", "them", "result", "answer", "output"}  # wh
 _ACTS_ON_RESULT = re.compile(r"(?!(?:can|could|would|will|do|does|did|is|are|was|what|which|how|who|why|when|where|"
                              r"so|if|just|only|not)\b)[a-z]+\s+(?:it|that|this|them|the\s+(?:result|answer|output))\b",
                              re.I)
+LATER_ASIDE_SCORE = 0.5  # the bar of `aside_score` for a piece after the first: "... Need it for the quiz round"
 CONTEXT_SCORE = 0.7  # a sentence naming no payload, beside one that does, is a step only above this
 _ONE_WORD_LABEL = re.compile(r"\b(?:the|this|that|my|following)\s+(?:word|term)(?:\s+it\b|\s*$)", re.I)  # see _unlabelled
 _SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
@@ -641,7 +642,9 @@ class HeuristicPlanner:
         """Without the pieces of a message that are no step: a short greeting first or
         sign-off last that retrieves under `split_score` ("Dear assistant", "Thanks, Juliette"),
         and pieces that no sequencing word sets in the sequence and no brick would run (best
-        score under `aside_score`: "Ticket #4412", "I need it for a poem"), or that say why or
+        score under `aside_score`: "Ticket #4412", "I need it for a poem"; after the first piece
+        under LATER_ASIDE_SCORE: a request opens with its ask, and what trails it unsequenced
+        and weakly is commentary, "… Need it for the quiz round"), or that say why or
         for what without the payload ("It's for the letterhead", "For a hashtag"), or that name
         neither the payload nor a result ("it", "that", "the result") beside a step that does and
         retrieve under CONTEXT_SCORE ("Geography labels need capitals. Could you capitalize it?").
@@ -658,9 +661,9 @@ class HeuristicPlanner:
                 explain.append(f"{step!r} is no step: a greeting or sign-off (best {brick} {score:.2f})")
             elif not seq and _PURPOSE_START.match(step) and "it" not in _words(step):
                 explain.append(f"{step!r} is no step: it says why or for what")
-            elif not seq and score < self.aside_score:
+            elif not seq and score < (bar := self.aside_score if n == 0 else max(self.aside_score, LATER_ASIDE_SCORE)):
                 explain.append(f"{step!r} is no step: no sequencing word sets it in the sequence and it retrieves "
-                               f"no brick to run (best {brick or 'none'} {score:.2f} < {self.aside_score})")
+                               f"no brick to run (best {brick or 'none'} {score:.2f} < {bar})")
             elif not seq and not names[n] and score < CONTEXT_SCORE and any(names[:n] + names[n + 1:]):
                 explain.append(f"{step!r} is no step: it names neither the payload nor a result, another step does, "
                                f"and it retrieves no brick surely (best {brick} {score:.2f} < {CONTEXT_SCORE})")

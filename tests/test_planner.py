@@ -533,3 +533,12 @@ def test_searches_are_remembered_until_the_library_changes(tmp_path):
     (library.root / "new-brick").mkdir()
     p._search(["happy"])
     assert calls[-1] == ["happy"]
+
+
+@needs_default
+def test_a_weak_piece_after_the_ask_is_commentary(guided):
+    """After the first piece, an unsequenced piece must retrieve a brick at LATER_ASIDE_SCORE."""
+    plan = guided.plan("Hi Jo, quick one before the meeting - can you give me the backwards spelling of kingfisher? "
+                       "Need it for the quiz round. Ta")
+    assert plan.payload == "kingfisher" and len(plan.steps) == 1
+    assert any("'Need it for the quiz round' is no step" in line for line in plan.explain)
