@@ -213,9 +213,7 @@ class Composer:
                 text = check_text(text, "input", self.max_input_chars, self.ascii_only)
                 card = self.engine.library.card(brick_id)
                 sparse = card.kind == "emergent"
-                asked = self.as_table_spells([brick_id], text)
-                note = f"brick {brick_id} asked for directly" + (
-                    f"; asked {asked!r}, as its table spells it" if asked != text else "")
+                asked, note = self.ask([brick_id], text, f"brick {brick_id} asked for directly")
                 choice = Choice("emergent" if sparse else "single", None if sparse else {brick_id: 1.0}, [brick_id],
                                 None if sparse else {brick_id: 1.0}, note, [BrickHit(id=brick_id, score=1.0)],
                                 brick_id if sparse else None)
@@ -296,6 +294,12 @@ class Composer:
         spelled = self.engine.library.known_inputs().get(used[0], {}) if len(used) == 1 else {}
         return spelled.get(text.lower()) or text
 
+    def ask(self, used: list[str], text: str, note: str) -> tuple[str, str]:
+        """(what a step running `used` is asked, its note): `text` as a table spells it, and
+        the note saying so when that differs from what the user wrote."""
+        asked = self.as_table_spells(used, text)
+        return asked, note if asked == text else f"{note}; asked {asked!r}, as its table spells it"
+
     def merged(self, weights: dict[str, float], method: str) -> str:
         """A transient brick merging `weights` (merge mode); made once per (bricks, method),
         at most MAX_MERGES kept (least recently used dropped, files and slot freed)."""
@@ -371,8 +375,8 @@ class _Batch:
                     choice = choose_step(f.hits, plans[i].steps[depth].mode, self.settings, c, c.kind, k, f.out_of_scope,
                                          c.knows(current[i]) if depth == 0 else frozenset())
                     task = c.task(choice, q)
-                    if (asked := c.as_table_spells(choice.used, current[i])) != current[i]:
-                        choice = replace(choice, note=f"{choice.note}; asked {asked!r}, as its table spells it")
+                    asked, note = c.ask(choice.used, current[i], choice.note)
+                    choice = replace(choice, note=note)
                     prompt = c.prompt.render(task, asked)
                     self.check_length(prompt, depth)
                     rows.append((i, q, choice, prompt, task))

@@ -417,10 +417,9 @@ class HeuristicPlanner:
         """"team chant: go team go in all caps": the text before the colon is a heading
         (`_heading`; unlike in `_trim_heading` it may hold a reference word, since the colon
         already parted it from the payload), and the step is written after it, around its
-        payload. Then the payload
-        and the step are read inside the text after the colon, as for an inline payload, when
-        what is left there retrieves a brick at `split_score`; else the colon delimits the
-        payload as usual."""
+        payload. Then the payload and the step are read inside the text after the colon, as for
+        an inline payload, when what is left there retrieves a brick at `split_score`; else the
+        colon delimits the payload as usual."""
         head = _clean(text)
         if self._heading(head) is None:
             return text, payload, how
