@@ -433,10 +433,9 @@ class HeuristicPlanner:
         heading (`_heading`) before the first number asks for nothing, yet would be a step."""
         numbers = list(_NUMBERED.finditer(text))
         m = re.fullmatch(r"\s*([^:]+?)\s*:\s*", text[: numbers[0].start()]) if len(numbers) >= 2 else None
-        if not m or (best := self._heading(m.group(1))) is None:
+        if not m or (why := self._heading(m.group(1))) is None:
             return text
-        explain.append(f"{m.group(1)!r} opens the numbered list: a heading, no step "
-                       f"(best {best[0]} {best[1]:.2f} < {self.split_score})")
+        explain.append(f"{m.group(1)!r} opens the numbered list: a heading, no step ({why})")
         return text[numbers[0].start():]
 
     def _trim_aside(self, step: str, explain: list[str]) -> str:
@@ -463,19 +462,20 @@ class HeuristicPlanner:
         m = _HEADING.match(step)
         if not m or set(_words(m.group(1))) & _NAMES_RESULT or "it" not in _words(m.group(2)):
             return step
-        if (best := self._heading(m.group(1))) is None:
+        if (why := self._heading(m.group(1))) is None:
             return step
-        explain.append(f"{m.group(1)!r} is a heading, no step (best {best[0]} {best[1]:.2f} < {self.split_score})")
+        explain.append(f"{m.group(1)!r} is a heading, no step ({why})")
         return m.group(2)
 
-    def _heading(self, label: str) -> tuple[str, float] | None:
-        """(best brick, score) of the text before a colon when it reads as a heading: at most
-        four words (`_LABEL`) that retrieve no brick at `split_score`; None when it may be a step."""
+    def _heading(self, label: str) -> str | None:
+        """Why the text before a colon reads as a heading (its best brick and score), when it
+        does: at most four words (`_LABEL`) that retrieve no brick at `split_score`; None when it
+        may be a step."""
         label = _clean(label)
         if not re.fullmatch(_LABEL, label):
             return None
         brick, score = self._best([label])[0]
-        return None if score >= self.split_score else (brick, score)
+        return None if score >= self.split_score else f"best {brick} {score:.2f} < {self.split_score}"
 
     def _unlabelled(self, step: str, explain: list[str]) -> str:
         """"reverse the word it" is "reverse it" when the payload is one word: the label names the
