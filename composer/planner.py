@@ -705,7 +705,7 @@ class HeuristicPlanner:
         if owner:  # the 's that followed the owner
             after = "its" + after[2:]
         before, after = text[:start].rstrip(" \"'“["), after.lstrip(" \"'”]")
-        sep = _SEP_END.search(before)
+        sep, heading = _SEP_END.search(before), ""
         if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
             head = before[:sep.start()] if sep else before
             if lead := _SEP_START.match(after):  # "never give up: words reversed"
@@ -714,12 +714,14 @@ class HeuristicPlanner:
                 if head.strip() and after.strip() and not _SOFT.fullmatch(mark) and mark != ":":
                     after = f"{mark} {after}"  # "french translation: sugar | reverse it": an arrow, pipe or ";" still sequences
             rest = f"{head} {after}"
+            if sep and sep.group().strip() == ":" and set(_words(after)) - _GLUE and (why := self._heading(head)):
+                rest, heading = after, f"; {_clean(head)!r} before the colon is a heading ({why})"  # "team chant: ..."
         else:  # the payload was an object of the sentence: "rot13 magic word, uppercase it", "opposite of wise -> rot13"
             after = _ASIDE_DASH.sub("", after)  # "the plural of church - it's for a brochure": an aside follows
             rest = f"{before} it{'' if after[:1] in (',', '.', ';', '?', '!') else ' '}{after}"
         if not set(_words(rest)) - _GLUE:  # no instruction left ("hi"): not a task the tagger can read
             return original, None, ""
-        return rest.strip(" ,;"), payload, f"payload read by the tagger in the whole request (p={math.exp(log_p):.2f})"
+        return rest.strip(" ,;"), payload, f"payload read by the tagger in the whole request (p={math.exp(log_p):.2f}){heading}"
 
     def _payload_piece(self, marked: list[tuple[str, bool]], explain: list[str]) -> tuple[list[tuple[str, bool]], str | None]:
         """The first or last piece as the payload when it reads as no step and the others all

@@ -33,6 +33,20 @@ def test_string_requests_also_train_on_payloads_that_read_as_instructions():
     assert sum(any(c in t for c in commands) for t in texts) >= 1000
 
 
+def test_requests_also_train_with_words_after_the_payload():
+    """"apply rot13 to hidden door quickly": copies of requests whose payload closes them end in
+    words people add ("for my notes"), labelled as no payload, so the tagger stops before them."""
+    from composer.defaults.build import REQUEST_TRAILERS, text_lines
+
+    trailers = text_lines(REQUEST_TRAILERS)
+    assert len(trailers) >= 30 and not {"thank you", "too", "now"} & set(trailers)  # these also close payloads
+    closing = [(text, labels) for text, labels in request_examples()
+               if any(text.endswith(f" {t}") for t in trailers) and labels[-1] == 0]
+    after_payload = [labels[-len(next(t for t in trailers if text.endswith(f" {t}")).split()) - 1] == 1
+                     for text, labels in closing]  # not all: a request may close on "... it properly"
+    assert len(closing) >= 2000 and sum(after_payload) >= 0.9 * len(closing)
+
+
 def test_the_annotated_requests_are_sound():
     """Every row names known skills and a payload written in its instruction; most are inline."""
     from composer.defaults.skills import BRICK_SKILLS, annotated_requests
@@ -53,7 +67,8 @@ def test_the_shipped_tagger_reads_fresh_requests(embedder):
     assert tag is not None
     for text, payload in [("Please spell walnut cookie backwards", {"walnut", "cookie"}),
                           ("could you tell me what the plural of wolf is", {"wolf"}),
-                          ("sunny meadow in capitals, thank you", {"sunny", "meadow"})]:
+                          ("sunny meadow in capitals, thank you", {"sunny", "meadow"}),
+                          ("uppercase garden party by friday", {"garden", "party"})]:  # "friday" +3.1 before trailers
         logits = tag(text)
         assert len(logits) == len(text.split())
         for word, logit in zip(text.split(), logits):

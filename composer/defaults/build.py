@@ -213,6 +213,8 @@ def build_index(out: Path, index_dir: Path) -> None:
 
 PAYLOAD_VARIANTS = 4  # copies of each request with another request's payload (cross-corpus: +3% plans)
 COMMAND_PAYLOADS = Path(__file__).resolve().parent / "command_payloads.txt"  # payloads that read as instructions
+REQUEST_TRAILERS = Path(__file__).resolve().parent / "request_trailers.txt"  # "... for my notes" after a payload
+TRAILER_SHARE = 0.3  # of the copies whose payload closes the request, those that get a trailer
 OUT_OF_SCOPE_FILE = Path(__file__).resolve().parent / "out_of_scope.txt"  # requests no default brick does
 
 
@@ -232,7 +234,9 @@ def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) 
     also with `variants` payloads of other requests for a skill of the same input (any
     string-skill payload, the same table skill's), so that the tagger learns the wording around
     a payload rather than the payloads, and a string-skill request with one more that reads as
-    an instruction (`command_payloads`). Seeded."""
+    an instruction (`command_payloads`). A copy whose payload closes the request gets, at
+    `TRAILER_SHARE`, words people add after a payload ("... for my notes", `request_trailers.txt`),
+    so that the tagger ends the payload before them. Seeded."""
     from composer.planner import split_payload, split_steps
     from composer.tagger import label
 
@@ -242,12 +246,15 @@ def request_examples(folder: Path = REQUESTS, variants: int = PAYLOAD_VARIANTS) 
     for row in rows:
         payloads.setdefault(kinds[row["skills"][0]], []).append(row["payload"])
     rng, out, commands = random.Random(0), [], command_payloads()
+    trailers, trail = text_lines(REQUEST_TRAILERS), random.Random(1)  # own stream: the payload draws stay as they were
     for row in rows:
         kind = kinds[row["skills"][0]]
         others = [rng.choice(payloads[kind]) for _ in range(variants)] + \
             ([rng.choice(commands)] if kind == "string" and variants else [])
         for payload in [row["payload"], *others]:
             whole = row["instruction"].replace(row["payload"], payload, 1).strip()
+            if whole.lower().endswith(payload.lower()) and trail.random() < TRAILER_SHARE:
+                whole = f"{whole} {trail.choice(trailers)}"
             text, _, how = split_payload(whole)
             steps = split_steps(text)
             for piece in dict.fromkeys([whole] + ([steps[0]] if steps and not how else [])):
