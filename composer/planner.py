@@ -697,6 +697,8 @@ class HeuristicPlanner:
         payload = raw.strip(_EDGE)
         if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload):
             return original, None, ""
+        if j < len(tokens) and tokens[j].group().lower().strip(_EDGE) in ("it", "them"):
+            return original, None, ""  # "Make it all caps": words that take "it" as object are the ask, not the payload
         start = tokens[i].start() + len(raw) - len(raw.lstrip(_EDGE))  # punctuation after the payload stays
         owner = _owner(payload.split()[-1]) if re.match(r"\s+\w", text[start + len(payload):]) else None
         if owner:  # "cold's opposite": cold, and what is left asks for "its opposite"
