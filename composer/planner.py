@@ -62,7 +62,7 @@ import itertools
 import math
 import re
 import threading
-from typing import Callable, Literal, Mapping, Protocol
+from typing import Callable, Literal, Mapping, Protocol, Sequence
 
 from pydantic import BaseModel, Field
 
@@ -332,6 +332,25 @@ def _holds_clause(verbs: list[int], i: int, j: int) -> bool:
     return any(i < k < j for k in verbs)
 
 
+def _bracket_pairs(tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """(first, last) word of each matched pair of brackets; a bracket without its partner
+    ("1) rot13 2) reverse", "hello :)") pairs with nothing."""
+    pairs, open_at = [], []
+    for n, token in enumerate(tokens):
+        for ch in token:
+            if ch in "([":
+                open_at.append(n)
+            elif ch in ")]" and open_at:
+                pairs.append((open_at.pop(), n))
+    return pairs
+
+
+def _cuts_brackets(pairs: list[tuple[int, int]], i: int, j: int) -> bool:
+    """Words i..j-1 hold one end of a pair of brackets but not the other: a payload never starts
+    or ends inside brackets ("a sign text (no entry)" holds "no entry", not "entry")."""
+    return any((i <= a < j) != (i <= b < j) for a, b in pairs)
+
+
 def _log_sigmoid(x: float) -> float:
     return -math.log1p(math.exp(-x)) if x > -30 else x
 
@@ -388,9 +407,11 @@ class HeuristicPlanner:
             split += [(s, seq) for piece in pieces for s in (self._nested(piece, explain) if self.search else [piece])]
         marked = split
         if self.search and len(marked) > 1:
-            # restatements merge again once the asides between them are gone ("... spelled backwards. The
-            # town is it. Would you mind reversing it?")
-            marked = self._merge_restated(self._drop_asides(self._merge_restated(marked, explain), explain), explain)
+            # asides go first: a restatement merged into its step would hide that a piece named the payload
+            # ("I'm making a poster. The headline is it. Could you capitalize every word?"), and restatements
+            # merge once the asides between them are gone ("... spelled backwards. The town is it. Would you
+            # mind reversing it?")
+            marked = self._merge_restated(self._drop_asides(marked, explain), explain)
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
@@ -688,9 +709,12 @@ class HeuristicPlanner:
         # P(span) is a softmax over spans: a stray word read as payload in a long message ("We
         # label every server in all caps. This one is blue falcon.") costs only its own weight.
         prefix = list(itertools.accumulate(tags, initial=0.0))
-        verbs = _clause_verbs([t.group() for t in tokens])
+        words = [t.group() for t in tokens]
+        verbs, pairs = _clause_verbs(words), _bracket_pairs(words)
         spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)
-                 if not _holds_clause(verbs, i, j)}
+                 if not _holds_clause(verbs, i, j) and not _cuts_brackets(pairs, i, j)}
+        if not spans:  # every span cuts a bracket: "hello)"
+            return original, None, ""
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
@@ -706,7 +730,7 @@ class HeuristicPlanner:
         after = text[start + len(payload):]
         if owner:  # the 's that followed the owner
             after = "its" + after[2:]
-        before, after = text[:start].rstrip(" \"'“["), after.lstrip(" \"'”]")
+        before, after = text[:start].rstrip(" \"'“[("), after.lstrip(" \"'”])")
         sep, heading = _SEP_END.search(before), ""
         if not before or sep or owner:  # a piece of its own: "... backwards - magic carpet"
             head = before[:sep.start()] if sep else before
@@ -833,7 +857,7 @@ class HeuristicPlanner:
         bare = [t.strip("\"'.,;:?!()").lower() for t in head]
         keys = self._facts()[0]
         known = set().union(*keys.values()) if keys else set()
-        spans, verbs = [], _clause_verbs(head)
+        spans, verbs, pairs = [], _clause_verbs(head), _bracket_pairs(head)
         for i in range(len(head)):
             for j in range(i + 1, min(len(head), i + MAX_SPAN) + 1):
                 owner = _owner(head[j - 1]) if j < len(head) else None  # "Japan's capital": Japan
@@ -843,7 +867,8 @@ class HeuristicPlanner:
                     continue
                 if span not in known and ((bare[i] in _GLUE and tags[i] <= GLUE_TAG) or last in _NEVER_LAST
                                           or (last in _GLUE and tags[j - 1] <= GLUE_TAG)
-                                          or set(_words(span)) <= _GLUE or _holds_clause(verbs, i, j)):
+                                          or set(_words(span)) <= _GLUE or _holds_clause(verbs, i, j)) \
+                        or _cuts_brackets(pairs, i, j):
                     continue
                 left, right = head[:i], head[j:]
                 while left and left[-1].strip(",.;:?!").lower() in _TRAILING and not right:

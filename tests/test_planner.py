@@ -1,7 +1,7 @@
 import pytest
 
-from composer.planner import (HeuristicPlanner, PlanError, _clause_verbs, _holds_clause, split_payload,
-                              split_steps)
+from composer.planner import (HeuristicPlanner, PlanError, _bracket_pairs, _clause_verbs, _cuts_brackets,
+                              _holds_clause, split_payload, split_steps)
 from composer.composer import index_planner
 from composer.workspace import ROOT, Workspace
 
@@ -87,6 +87,11 @@ def test_helpers():
     assert split_payload("acronym: big red dog. then backwards") == ("acronym then backwards", "big red dog",
                                                                     "payload after the colon")
     assert split_payload("sentiment: great food. slow service")[1] == "great food. slow service"
+    # a span of words cuts brackets when it holds one of a matched pair; a lone bracket pairs with nothing
+    words = "a sign text (no entry) - caps :)".split()
+    assert _bracket_pairs(words) == [(3, 4)]
+    assert _cuts_brackets(_bracket_pairs(words), 4, 5) and not _cuts_brackets(_bracket_pairs(words), 3, 5)
+    assert not _cuts_brackets(_bracket_pairs(words), 7, 8)
 
 
 # -- retrieval-guided planning on the default library's real index --------------------------
@@ -476,6 +481,9 @@ def test_a_sentence_that_retrieves_no_brick_is_no_step(guided, text, payload, st
     ("The kids keep forgetting capitals. Please capitalize each word of maple leaf avenue.", "maple leaf avenue",
      "capitalize each word of it"),
     ("Flashcards for French club tonight. What is apple in French? Just one word.", "apple", "What is it in French"),
+    # the sentence naming the payload is a restatement of the ask; it counts before the two merge
+    ("I'm making a poster. The headline is save the whales. Could you capitalize every word?", "save the whales",
+     "Could you capitalize every word"),
 ])
 def test_context_that_names_no_payload_is_no_step(guided, text, payload, step):
     """A sentence naming neither the payload nor a result, beside a step that does, is context
@@ -484,6 +492,18 @@ def test_context_that_names_no_payload_is_no_step(guided, text, payload, step):
     assert plan.payload == payload and [s.instruction for s in plan.steps] == [step]
     assert any("names neither the payload nor a result" in line for line in plan.explain)
     assert len(guided.plan("Translate dog into French. Uppercase the result.").steps) == 2
+
+
+@needs_default
+@pytest.mark.parametrize("text, payload, steps", [
+    ("here's a sign text (no entry) - make it all uppercase", "no entry", ["make it all uppercase"]),
+    ("Reverse the words of (big red dog) please", "big red dog", ["Reverse the words of it please"]),
+    ("uppercase hello)", "hello", ["uppercase it"]),
+])
+def test_a_payload_never_starts_or_ends_inside_brackets(guided, text, payload, steps):
+    """"(no entry)" is read whole or not at all, and brackets around the payload go with it."""
+    plan = guided.plan(text)
+    assert plan.payload == payload and [s.instruction for s in plan.steps] == steps
 
 
 @needs_default
