@@ -695,7 +695,7 @@ class HeuristicPlanner:
     def _tagged_payload(self, text: str) -> tuple[str, str | None, str]:
         """(the request with its payload replaced by "it", the payload, why) when the tagger's
         most probable payload span in the whole request has probability TAG_CONFIDENCE or more
-        among the one-span readings;
+        among the readings with one span or none;
         else (text, None, ""). Delimiters mislead when a request uses a colon for something
         else ("for the escape room: get the capital of nepal"); the tagger read them in
         context when it was trained."""
@@ -704,10 +704,12 @@ class HeuristicPlanner:
         tags = self.tagger(text)
         if not tokens or len(tags) != len(tokens):
             return original, None, ""
-        # A request has one payload span. Labelling words i..j-1 as payload weighs exp(their
-        # log-odds' sum) times a factor shared by every labelling, so among the one-span readings
-        # P(span) is a softmax over spans: a stray word read as payload in a long message ("We
-        # label every server in all caps. This one is blue falcon.") costs only its own weight.
+        # A request has one payload span or none. Labelling words i..j-1 as payload weighs exp(their
+        # log-odds' sum) times a factor shared by every labelling, and labelling none weighs exp(0), so
+        # P(span) is a softmax over the spans and the empty reading: a stray word read as payload in a
+        # long message ("We label every server in all caps. This one is blue falcon.") costs only its
+        # own weight, and a request whose every word is no payload ("Make it all caps": "Make" at
+        # log-odds -4.7) has no likely span.
         prefix = list(itertools.accumulate(tags, initial=0.0))
         words = [t.group() for t in tokens]
         verbs, pairs = _clause_verbs(words), _bracket_pairs(words)
@@ -716,13 +718,11 @@ class HeuristicPlanner:
         if not spans:  # every span cuts a bracket: "hello)"
             return original, None, ""
         (i, j), top = max(spans.items(), key=lambda s: s[1])
-        log_p = -math.log(sum(math.exp(v - top) for v in spans.values()))
+        log_p = -math.log(math.exp(-top) + sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
         payload = raw.strip(_EDGE)
         if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload):
             return original, None, ""
-        if j < len(tokens) and tokens[j].group().lower().strip(_EDGE) in ("it", "them"):
-            return original, None, ""  # "Make it all caps": words that take "it" as object are the ask, not the payload
         start = tokens[i].start() + len(raw) - len(raw.lstrip(_EDGE))  # punctuation after the payload stays
         owner = _owner(payload.split()[-1]) if re.match(r"\s+\w", text[start + len(payload):]) else None
         if owner:  # "cold's opposite": cold, and what is left asks for "its opposite"
