@@ -709,7 +709,7 @@ class HeuristicPlanner:
         # P(span) is a softmax over the spans and the empty reading: a stray word read as payload in a
         # long message ("We label every server in all caps. This one is blue falcon.") costs only its
         # own weight, and a request whose every word is no payload ("Make it all caps": "Make" at
-        # log-odds -4.7) has no likely span.
+        # log-odds -2.3; "caps please") has no likely span.
         prefix = list(itertools.accumulate(tags, initial=0.0))
         words = [t.group() for t in tokens]
         verbs, pairs = _clause_verbs(words), _bracket_pairs(words)

@@ -531,8 +531,9 @@ def test_guided_plans_are_deterministic_and_explain_themselves(guided):
 @needs_default
 def test_no_payload_anywhere_is_a_clear_error(guided):
     """Reading no payload at all competes with every span the tagger could pick: "Make" in "Make it
-    all caps" is the least unlikely word, not a payload."""
-    for text in ("reverse the words", "Make it all caps", "could you reverse them for me"):
+    all caps" and "please" in "caps please" are the least unlikely words, not payloads."""
+    for text in ("reverse the words", "Make it all caps", "could you reverse them for me", "caps please",
+                 "reverse the letters please", "now do the plural"):
         with pytest.raises(PlanError, match="no input found"):
             guided.plan(text)
 
