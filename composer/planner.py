@@ -715,7 +715,7 @@ class HeuristicPlanner:
         verbs, pairs = _clause_verbs(words), _bracket_pairs(words)
         spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)
                  if not _holds_clause(verbs, i, j) and not _cuts_brackets(pairs, i, j)}
-        if not spans:  # every span cuts a bracket: "hello)"
+        if not spans:  # every span holds a clause or one bracket of a pair
             return original, None, ""
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(math.exp(-top) + sum(math.exp(v - top) for v in spans.values()))

@@ -88,10 +88,9 @@ def test_helpers():
                                                                     "payload after the colon")
     assert split_payload("sentiment: great food. slow service")[1] == "great food. slow service"
     # a span of words cuts brackets when it holds one of a matched pair; a lone bracket pairs with nothing
-    words = "a sign text (no entry) - caps :)".split()
-    assert _bracket_pairs(words) == [(3, 4)]
-    assert _cuts_brackets(_bracket_pairs(words), 4, 5) and not _cuts_brackets(_bracket_pairs(words), 3, 5)
-    assert not _cuts_brackets(_bracket_pairs(words), 7, 8)
+    pairs = _bracket_pairs("a sign text (no entry) - caps :)".split())
+    assert pairs == [(3, 4)]
+    assert _cuts_brackets(pairs, 4, 5) and not _cuts_brackets(pairs, 3, 5) and not _cuts_brackets(pairs, 7, 8)
 
 
 # -- retrieval-guided planning on the default library's real index --------------------------
