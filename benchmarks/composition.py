@@ -88,7 +88,8 @@ def score(items: list[dict], outcomes: list[dict]) -> dict:
     }
 
 
-def table(summary: dict) -> str:
+def split_table(summary: dict) -> str:
+    """One run's scores, printed by `main` (README's table is `table`)."""
     rows = [("retrieval top-1", "retrieval_top1"), ("retrieval top-3", "retrieval_top3"),
             ("single-step exact", "single_exact"), ("chain exact (all)", "chain_exact"),
             ("two-step chains exact", "two_step_exact"), ("3-step / comma / case-changing chains exact",
@@ -149,7 +150,7 @@ def main() -> None:
     c.run("Reverse the words: warm up")  # load every lazily built part before timing
     outcomes = [run_item(c, item) for item in items]
     summary = score(items, outcomes)
-    print(table(summary))
+    print(split_table(summary))
     for name, cls in summary["classes"].items():
         print(f"  {name:40s} n={cls['n']:3d} exact={cls['exact']:.3f}")
     if args.show_failures:

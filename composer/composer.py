@@ -362,13 +362,16 @@ class _Batch:
                 self.fail(i, err)
         current = {i: p.payload for i, p in plans.items()}
         traces: dict[int, list[StepResult]] = {i: [] for i in plans}
+        k = max(3, self.settings.k)
+        # every step of every plan retrieved in one search: one embedding pass, not one per depth
+        steps = [(i, d) for i, p in plans.items() for d in range(len(p.steps))]
+        found = dict(zip(steps, c.index.search_scoped([plans[i].steps[d].instruction for i, d in steps],
+                                                      k + c.index.count("emergent")))) if steps else {}
         depth = 0
         while live := [i for i, p in plans.items() if i not in self.failed and depth < len(p.steps)]:
             queries = [plans[i].steps[depth].instruction for i in live]
-            k = max(3, self.settings.k)
-            found = c.index.search_scoped(queries, k + c.index.count("emergent"))
             rows = []
-            for i, q, f in zip(live, queries, found):
+            for i, q, f in zip(live, queries, [found[i, depth] for i in live]):
                 try:
                     # a close call goes to a brick whose table holds the user's payload (not an earlier
                     # brick's output: "negative", a sentiment label, is also an antonym key)

@@ -78,7 +78,7 @@ class ProjectedEmbedder:
         self.b = None if b is None else b.astype(np.float32)
         self.vocabulary = frozenset(w for w in vocabulary if len(w) >= 4)
         self._fixed: dict[str, str] = {}
-        self._memo: dict[tuple[bool, str], np.ndarray] = {}  # (tuned, corrected text) -> vector; the maps never change
+        self._memo: dict[tuple[str, str], np.ndarray] = {}  # ("projected" or "tuned", corrected text) -> vector
 
     def _fix(self, word: str) -> str:
         low = word.lower()
@@ -105,27 +105,33 @@ class ProjectedEmbedder:
         return self._remembered(True, self._corrected(texts))
 
     def _remembered(self, tuned: bool, texts: list[str]) -> np.ndarray:
-        """`_vectors(tuned, texts)`, a query text embedded once while it stays in the memo (a
-        bulk call, such as the index's card texts, goes straight through)."""
-        if not texts or len(texts) > MEMO_SIZE // 4:
-            return self._vectors(tuned, texts)
-        memo = self._memo  # read once: another thread may start a new memo meanwhile
-        found = {t: memo.get((tuned, t)) for t in texts}
-        if new := [t for t, v in found.items() if v is None]:
-            found.update(zip(new, self._vectors(tuned, new)))
-            if len(memo) + len(new) > MEMO_SIZE:
-                memo = self._memo = {}
-            memo.update(((tuned, t), found[t]) for t in new)
-        return np.stack([found[t] for t in texts])
-
-    def _vectors(self, tuned: bool, texts: list[str]) -> np.ndarray:
-        y = self._projected(texts)
+        """The projected vectors of `texts`, with `tuned` and a tuned encoder the tuned ones beside
+        them. Each half is remembered on its own: a step text the planner read untuned needs
+        only the tuned pass when the step runs."""
+        y = self._once("projected", texts, self._projected)
         if self.tuned is None:
             return y
         if not tuned:
             return np.concatenate([y / np.sqrt(1 - self.share), np.zeros_like(y)], axis=1)
-        t = np.asarray(self.tuned.encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
+        t = self._once("tuned", texts, self._tuned_vectors)
         return np.concatenate([np.sqrt(1 - self.share) * y, np.sqrt(self.share) * t], axis=1)
+
+    def _once(self, kind: str, texts: list[str], compute) -> np.ndarray:
+        """`compute(texts)`, a query text embedded once while it stays in the memo (a bulk call,
+        such as the index's card texts, goes straight through)."""
+        if not texts or len(texts) > MEMO_SIZE // 4:
+            return compute(texts)
+        memo = self._memo  # read once: another thread may start a new memo meanwhile
+        found = {t: memo.get((kind, t)) for t in texts}
+        if new := [t for t, v in found.items() if v is None]:
+            found.update(zip(new, compute(new)))
+            if len(memo) + len(new) > MEMO_SIZE:
+                memo = self._memo = {}
+            memo.update(((kind, t), found[t]) for t in new)
+        return np.stack([found[t] for t in texts])
+
+    def _tuned_vectors(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.tuned.encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)
 
     def encode_untuned(self, texts) -> np.ndarray:
         """Query vectors whose inner product with `encode`'s rows is the projected cosine alone.

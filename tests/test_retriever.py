@@ -94,24 +94,32 @@ def test_typos_read_as_the_card_word_they_are_one_edit_from(base, library):
     assert embedder.correct("the cat sat") == "the cat sat"  # short or known words stay
 
 
-def test_a_query_is_embedded_once_and_a_bulk_call_bypasses_the_memo(base, library, monkeypatch):
-    """The planner and the run embed a step's text twice; the second time reads the memo, with
-    the very same vector. A bulk call (the index's card texts) is not remembered."""
+def test_a_query_is_embedded_once_per_half_and_a_bulk_call_bypasses_the_memo(base, library, monkeypatch):
+    """The planner embeds a step's text untuned and the run embeds it tuned: the second time the
+    projected half comes from the memo, the very same vector, and only the tuned half is
+    computed. A bulk call (the index's card texts) is not remembered."""
     import numpy as np
 
-    trained = retriever.ProjectedEmbedder(base, None, None, retriever.vocabulary(library))
+    vocabulary = retriever.vocabulary(library)
+    trained = retriever.ProjectedEmbedder(base, None, None, vocabulary, tuned=base)
     calls = []
-    real = retriever.ProjectedEmbedder._vectors
-    monkeypatch.setattr(retriever.ProjectedEmbedder, "_vectors",
-                        lambda self, tuned, texts: calls.append(list(texts)) or real(self, tuned, texts))
-    first = trained.encode(["reverse it", "uppercase it", "reverse it"])
+    for name in ("_projected", "_tuned_vectors"):
+        real = getattr(retriever.ProjectedEmbedder, name)
+        monkeypatch.setattr(retriever.ProjectedEmbedder, name,
+                            lambda self, texts, name=name, real=real: calls.append((name, list(texts))) or real(self, texts))
+    first = trained.encode_untuned(["reverse it", "uppercase it", "reverse it"])
     again = trained.encode(["uppercase it", "plural of it"])
-    assert calls == [["reverse it", "uppercase it"], ["plural of it"]]
-    assert np.array_equal(first[1], again[0]) and np.array_equal(first[0], first[2])
-    assert np.allclose(first, real(trained, True, ["reverse it", "uppercase it", "reverse it"]), atol=1e-6)
+    assert calls == [("_projected", ["reverse it", "uppercase it"]), ("_projected", ["plural of it"]),
+                     ("_tuned_vectors", ["uppercase it", "plural of it"])]
+    d, share = base.get_embedding_dimension(), trained.share
+    assert np.array_equal(first[0], first[2])
+    assert np.allclose(first[1, :d] * (1 - share), again[0, :d], rtol=0, atol=1e-7)  # the same y, scaled
+    fresh = retriever.ProjectedEmbedder(base, None, None, vocabulary, tuned=base)
+    assert np.allclose(again, fresh.encode(["uppercase it", "plural of it"]), atol=1e-6)
     bulk = [f"text {n}" for n in range(retriever.MEMO_SIZE // 4 + 1)]
     trained.encode(bulk)
-    assert calls[-1] == bulk and ("text 0" not in {t for _, t in trained._memo})
+    assert calls[-2:] == [("_projected", bulk), ("_tuned_vectors", bulk)]
+    assert "text 0" not in {t for _, t in trained._memo}
 
 
 def test_out_of_scope_requests_leave_the_retriever_as_it_was(tmp_path):
