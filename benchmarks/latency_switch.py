@@ -10,6 +10,10 @@ either way (checked). The switches:
   embedder twice.
 - `one_brick`: the one-brick path of the BGMV kernel (`BatchMapping.single`: every row has the
   same brick at weight 1, two plain GEMMs), against the general padded-block `bmm`s.
+- `search_ahead`: a run retrieves every step of its plans in one search (`_Batch.retrieve`),
+  against one search per step when the step runs (one embedding pass each).
+
+Each pass also counts the sentence-embedder calls (each call is one MiniLM pass per text batch).
 
 The machine is noisy: only the ratio within one run means anything. Writes
 benchmarks/results/latency_<switch>.json.
@@ -27,6 +31,7 @@ from typing import Callable, Iterator
 
 from benchmarks.composition import load, run_item
 from composer import Composer, retriever
+from composer import composer as composer_module
 from composer.engine import batch
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -34,7 +39,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 def _memo_off() -> tuple[type, str, object]:
     """The query memo bypassed: every text goes through the embedder."""
-    return retriever.ProjectedEmbedder, "_remembered", lambda self, tuned, texts: self._vectors(tuned, texts)
+    return retriever.ProjectedEmbedder, "_once", lambda self, kind, texts, compute: compute(texts)
 
 
 def _one_brick_off() -> tuple[type, str, object]:
@@ -43,7 +48,44 @@ def _one_brick_off() -> tuple[type, str, object]:
     return batch.BatchMapping, "build", classmethod(lambda cls, *a, **k: dataclasses.replace(build(*a, **k), single=None))
 
 
-SWITCHES: dict[str, Callable[[], tuple[type, str, object]]] = {"memo": _memo_off, "one_brick": _one_brick_off}
+class _WhenRun(dict):
+    """(item, depth) -> Retrieval, each step searched alone when its depth runs."""
+
+    def __init__(self, index, plans, k: int):
+        super().__init__()
+        self.index, self.plans, self.k = index, plans, k
+
+    def __missing__(self, key: tuple[int, int]):
+        i, depth = key
+        self[key] = self.index.search_scoped([self.plans[i].steps[depth].instruction], self.k)[0]
+        return self[key]
+
+
+def _search_ahead_off() -> tuple[type, str, object]:
+    """Each step retrieved when it runs, one search per step."""
+    return composer_module._Batch, "retrieve", lambda self, plans, k: _WhenRun(self.c.index, plans, k)
+
+
+SWITCHES: dict[str, Callable[[], tuple[type, str, object]]] = {"memo": _memo_off, "one_brick": _one_brick_off,
+                                                               "search_ahead": _search_ahead_off}
+
+
+@contextlib.contextmanager
+def _counted(calls: list[int]) -> Iterator[None]:
+    """Counts SentenceTransformer.encode calls into calls[0] inside the block."""
+    from sentence_transformers import SentenceTransformer
+
+    real = SentenceTransformer.encode
+
+    def encode(self, *args, **kwargs):
+        calls[0] += 1
+        return real(self, *args, **kwargs)
+
+    SentenceTransformer.encode = encode
+    try:
+        yield
+    finally:
+        SentenceTransformer.encode = real
 
 
 @contextlib.contextmanager
@@ -78,15 +120,17 @@ def main() -> None:
     passes, outputs = [], {}
     for n in range(args.rounds):
         for on in (False, True):
-            with _switched(args.switch, on):
+            calls = [0]
+            with _switched(args.switch, on), _counted(calls):
                 c.index.embedder._memo = {}
                 c.planner._memo.clear()
                 out = [run_item(c, item) for item in items]
             outputs.setdefault(on, [o["output"] for o in out])
             assert outputs[on] == [o["output"] for o in out]
             ms = statistics.median(o["ms_per_step"] for o in out if o["ms_per_step"] is not None)
-            passes.append({"round": n, "on": on, "ms_per_step_p50": round(ms, 1)})
-            print(f"round {n} {args.switch} {'on ' if on else 'off'}: p50 {ms:.1f} ms per step", flush=True)
+            passes.append({"round": n, "on": on, "ms_per_step_p50": round(ms, 1), "embedder_calls": calls[0]})
+            print(f"round {n} {args.switch} {'on ' if on else 'off'}: p50 {ms:.1f} ms per step, "
+                  f"{calls[0]} embedder calls", flush=True)
     assert outputs[False] == outputs[True], f"switching {args.switch} changed an output"
     off, on = (round(statistics.median(p["ms_per_step_p50"] for p in passes if p["on"] == v), 1)
                for v in (False, True))

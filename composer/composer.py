@@ -18,13 +18,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, Field
 
 from composer.engine.engine import Engine
 from composer.errors import ComposerError
-from composer.index import BrickHit, BrickIndex
+from composer.index import BrickHit, BrickIndex, Retrieval
 from composer.modes import Choice, ModeSettings, check_mode, choose_step
 from composer.planner import HeuristicPlanner, Mode, Plan, Planner
 from composer.tagger import PayloadTagger
@@ -363,10 +363,7 @@ class _Batch:
         current = {i: p.payload for i, p in plans.items()}
         traces: dict[int, list[StepResult]] = {i: [] for i in plans}
         k = max(3, self.settings.k)
-        # every step of every plan retrieved in one search: one embedding pass, not one per depth
-        steps = [(i, d) for i, p in plans.items() for d in range(len(p.steps))]
-        found = dict(zip(steps, c.index.search_scoped([plans[i].steps[d].instruction for i, d in steps],
-                                                      k + c.index.count("emergent")))) if steps else {}
+        found = self.retrieve(plans, k + c.index.count("emergent"))
         depth = 0
         while live := [i for i, p in plans.items() if i not in self.failed and depth < len(p.steps)]:
             queries = [plans[i].steps[depth].instruction for i in live]
@@ -400,6 +397,14 @@ class _Batch:
             depth += 1
         return [self.failed[i] if i in self.failed else self.result(plans[i], current[i], traces[i])
                 for i in range(len(self.instructions))]
+
+    def retrieve(self, plans: dict[int, Plan], k: int) -> Mapping[tuple[int, int], Retrieval]:
+        """Every step of every plan, by (item, depth), retrieved in one search: one embedding pass
+        for the batch, not one per depth."""
+        steps = [(i, d) for i, p in plans.items() for d in range(len(p.steps))]
+        if not steps:
+            return {}
+        return dict(zip(steps, self.c.index.search_scoped([plans[i].steps[d].instruction for i, d in steps], k)))
 
     @staticmethod
     def result(plan: Plan, output: str, trace: list[StepResult]) -> Result:

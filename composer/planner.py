@@ -165,6 +165,7 @@ _ACTS_ON_RESULT = re.compile(r"(?!(?:can|could|would|will|do|does|did|is|are|was
                              re.I)
 LATER_ASIDE_SCORE = 0.5  # the bar of `aside_score` for a piece after the first: "... Need it for the quiz round"
 CONTEXT_SCORE = 0.7  # a sentence naming no payload, beside one that does, is a step only above this
+_STATES_IT = re.compile(r"\b(?:is|are|was|were|reads|says)\s+(?:just\s+|simply\s+)?it\W*$", re.I)  # "My password hint is it"
 _ONE_WORD_LABEL = re.compile(r"\b(?:the|this|that|my|following)\s+(?:word|term)(?:\s+it\b|\s*$)", re.I)  # see _unlabelled
 _SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
@@ -196,7 +197,9 @@ MEMO_SIZE = 4096  # planner searches remembered per library generation
 MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
 GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
-_NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
+_SEQUENCING = frozenset("first firstly then next afterwards finally lastly".split())  # "good night first, then ..."
+_NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split()) \
+    | _SEQUENCING
 # "Read out coffee time starting with its last word": an -ing verb saying how to write the text,
 # after a payload's first word and before a word that opens a clause about the task, is not part
 # of the payload; the tagger learned few such requests. A list of verbs, as many -ing words are
@@ -667,13 +670,18 @@ class HeuristicPlanner:
         and weakly is commentary, "… Need it for the quiz round"), or that say why or
         for what without the payload ("It's for the letterhead", "For a hashtag"), or that name
         neither the payload nor a result ("it", "that", "the result") beside a step that does and
-        retrieve under CONTEXT_SCORE ("Geography labels need capitals. Could you capitalize it?").
+        retrieve under CONTEXT_SCORE ("Geography labels need capitals. Could you capitalize it?"
+        — a sentence that only says what the payload is, "My password hint is blue horse.", names
+        none either).
         Kept when no step would run, so that the request fails as unknown; "then copy the text"
         stays a step."""
         best = self._best([step for step, _ in steps])
         if max(score for _, score in best) < self.aside_score:
             return steps
-        names = [bool(set(_words(step)) & _NAMES_RESULT) for step, _ in steps]
+        refers = [bool(set(_words(step)) & _NAMES_RESULT) for step, _ in steps]
+        # "My password hint is it" says what the payload is, so the other pieces may be about it,
+        # but names nothing for itself to act on
+        names = [r and not _STATES_IT.search(step) for r, (step, _) in zip(refers, steps)]
         kept = []
         for n, ((step, seq), (brick, score)) in enumerate(zip(steps, best)):
             closing = (n == 0 and _SALUTATION.match(step)) or (n == len(steps) - 1 and _SIGN_OFF.match(step))
@@ -684,8 +692,9 @@ class HeuristicPlanner:
             elif not seq and score < (bar := self.aside_score if n == 0 else max(self.aside_score, LATER_ASIDE_SCORE)):
                 explain.append(f"{step!r} is no step: no sequencing word sets it in the sequence and it retrieves "
                                f"no brick to run (best {brick or 'none'} {score:.2f} < {bar})")
-            elif not seq and not names[n] and score < CONTEXT_SCORE and any(names[:n] + names[n + 1:]):
-                explain.append(f"{step!r} is no step: it names neither the payload nor a result, another step does, "
+            elif not seq and not names[n] and score < CONTEXT_SCORE and any(refers[:n] + refers[n + 1:]):
+                what = "only says what the payload is" if refers[n] else "names neither the payload nor a result"
+                explain.append(f"{step!r} is no step: it {what}, another step names it, "
                                f"and it retrieves no brick surely (best {brick} {score:.2f} < {CONTEXT_SCORE})")
             else:
                 kept.append((step, seq))
@@ -714,8 +723,9 @@ class HeuristicPlanner:
         words = [t.group() for t in tokens]
         verbs, pairs = _clause_verbs(words), _bracket_pairs(words)
         spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)
-                 if not _holds_clause(verbs, i, j) and not _cuts_brackets(pairs, i, j)}
-        if not spans:  # every span holds a clause or one bracket of a pair
+                 if not _holds_clause(verbs, i, j) and not _cuts_brackets(pairs, i, j)
+                 and (j == len(words) or words[j - 1].strip(_EDGE).lower() not in _SEQUENCING)}  # "good night first, then"
+        if not spans:  # every span holds a clause, one bracket of a pair or ends with a sequencing word
             return original, None, ""
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(math.exp(-top) + sum(math.exp(v - top) for v in spans.values()))

@@ -413,6 +413,17 @@ def test_a_confident_tagger_finds_the_payload_in_the_whole_request(guided, text,
     assert any("read by the tagger" in line for line in plan.explain)
 
 
+@needs_default
+def test_a_payload_does_not_end_with_a_sequencing_word(guided):
+    """"first" before the next step orders the steps (the tagger read "good night first" at
+    p = 1.00); at the very end of the request it may close a payload."""
+    plan = guided.plan("Reverse the letters of good night first, then uppercase it")
+    assert plan.payload == "good night" and len(plan.steps) == 2
+    plan = guided.plan("Could you write sweet home first in caps, then reverse it")
+    assert plan.payload == "sweet home" and len(plan.steps) == 2
+    assert guided.plan("uppercase: ladies first").payload == "ladies first"
+
+
 def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
     """The planner's mechanics around a tagger's span, with fixed log-odds per word."""
     def tagger_for(payload_words):
@@ -491,6 +502,15 @@ def test_context_that_names_no_payload_is_no_step(guided, text, payload, step):
     assert plan.payload == payload and [s.instruction for s in plan.steps] == [step]
     assert any("names neither the payload nor a result" in line for line in plan.explain)
     assert len(guided.plan("Translate dog into French. Uppercase the result.").steps) == 2
+
+
+@needs_default
+def test_a_sentence_saying_what_the_payload_is_is_no_step(guided):
+    """"My password hint is it" names the payload but asks nothing of it: context beside the ask
+    (it retrieved reverse 0.51 and was kept to fail as out of scope, "generate a password")."""
+    plan = guided.plan("My password hint is blue horse. Can you rot13 it?")
+    assert plan.payload == "blue horse" and [s.instruction for s in plan.steps] == ["Can you rot13 it"]
+    assert any("only says what the payload is" in line for line in plan.explain)
 
 
 @needs_default
