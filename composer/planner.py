@@ -155,6 +155,8 @@ _SALUTATION = re.compile(r"(?:hi|hello|hey|hiya|dear|greetings|good (?:morning|a
 _SIGN_OFF = re.compile(r"(?:thanks|thank you|ta|thx|cheers|regards|kind regards|best(?: regards| wishes)?|"
                        r"warm(?:est)? regards|many thanks|with thanks|sincerely|yours|much (?:appreciated|obliged))\b", re.I)
 _AGAIN = frozenset(("again", "twice"))  # a step that repeats its neighbour on purpose
+_REPEAT_ASK = frozenset("again repeat".split())  # "then do it again", "repeat that": see _repeats
+_REPEAT_WORDS = _REPEAT_ASK | frozenset("do it that this the same thing step once more one time please then and".split())
 _REFERENCES = frozenset(("that", "this", "those", "these"))  # "write that French word backwards"
 _NAMES_RESULT = _REFERENCES | {"it", "them", "result", "answer", "output"}  # what a step acts on
 # a verb, then the result as its object: "spell that from the end", "turn it into French" is a step of
@@ -168,6 +170,7 @@ CONTEXT_SCORE = 0.7  # a sentence naming no payload, beside one that does, is a 
 _STATES_IT = re.compile(r"\b(?:is|are|was|were|reads|says)\s+(?:just\s+|simply\s+)?it\W*$", re.I)  # "My password hint is it"
 _ONE_WORD_LABEL = re.compile(r"\b(?:the|this|that|my|following)\s+(?:word|term)(?:\s+it\b|\s*$)", re.I)  # see _unlabelled
 _SLOT = frozenset(("input", "payload"))  # what names the payload without asking anything of it
+_REFERS_ONLY = _NAMES_RESULT | frozenset("me you him her us we they i".split())  # see _only_refers
 _COURTESY = frozenset("thanks thank you please pls plz thx ty cheers lol ok okay".split())  # "... thanks!" is no step
 # Words that join an instruction to its payload, pad a request or ask for any operation at all
 # (generic verbs): never a payload's first or last word (unless the span is a known input),
@@ -197,9 +200,7 @@ MEMO_SIZE = 4096  # planner searches remembered per library generation
 MAX_SPAN = 6      # longest inline payload, in words
 CANDIDATES = 10   # inline payload spans whose remainders are retrieved (best by the cheap score)
 GLUE_TAG = 0.0  # glue opens or ends a payload only when the tagger reads it as payload ("game over")
-_SEQUENCING = frozenset("first firstly then next afterwards finally lastly".split())  # "good night first, then ..."
-_NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split()) \
-    | _SEQUENCING
+_NEVER_LAST = frozenset("of in into to for from on at by with through using via and or please pls plz thanks thx".split())
 # "Read out coffee time starting with its last word": an -ing verb saying how to write the text,
 # after a payload's first word and before a word that opens a clause about the task, is not part
 # of the payload; the tagger learned few such requests. A list of verbs, as many -ing words are
@@ -418,9 +419,23 @@ class HeuristicPlanner:
         if payload is None:
             raise PlanError("no input found: put it after a colon, in quotes, or pass input=..."
                             + (" (no part of the first step reads as one)" if self.search else ""))
+        marked = self._repeats(marked, explain)
         steps = [self._unlabelled(s, explain) if len(payload.split()) == 1 else s for s, _ in marked]
         return Plan(instruction=instruction, payload=payload, explain=explain,
                     steps=[Step(instruction=s, mode=mode, modifier=n > 0 and s in modifiers) for n, s in enumerate(steps)])
+
+    @staticmethod
+    def _repeats(marked: list[tuple[str, bool]], explain: list[str]) -> list[tuple[str, bool]]:
+        """A step that only asks to repeat ("then do it again", "repeat that") is the step before
+        it once more: alone it names no brick, and retrieval would find a base skill (copy)."""
+        out: list[tuple[str, bool]] = []
+        for step, seq in marked:
+            words = set(_words(step))
+            if out and words & _REPEAT_ASK and words <= _REPEAT_WORDS:
+                explain.append(f"{step!r} repeats the step before: {out[-1][0]!r}")
+                step = out[-1][0]
+            out.append((step, seq))
+        return out
 
     def _value_then_step(self, text: str, payload: str, how: str) -> tuple[str, str, str]:
         """"input=welcome aboard, make it all caps": an unquoted value runs to the end and left
@@ -723,15 +738,14 @@ class HeuristicPlanner:
         words = [t.group() for t in tokens]
         verbs, pairs = _clause_verbs(words), _bracket_pairs(words)
         spans = {(i, j): prefix[j] - prefix[i] for i in range(len(tags)) for j in range(i + 1, len(tags) + 1)
-                 if not _holds_clause(verbs, i, j) and not _cuts_brackets(pairs, i, j)
-                 and (j == len(words) or words[j - 1].strip(_EDGE).lower() not in _SEQUENCING)}  # "good night first, then"
-        if not spans:  # every span holds a clause, one bracket of a pair or ends with a sequencing word
+                 if not _holds_clause(verbs, i, j) and not _cuts_brackets(pairs, i, j)}
+        if not spans:  # every span holds a clause or one bracket of a pair
             return original, None, ""
         (i, j), top = max(spans.items(), key=lambda s: s[1])
         log_p = -math.log(math.exp(-top) + sum(math.exp(v - top) for v in spans.values()))
         raw = text[tokens[i].start():tokens[j - 1].end()]
         payload = raw.strip(_EDGE)
-        if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload):
+        if math.exp(log_p) < TAG_CONFIDENCE or not _words(payload) or self._only_refers(payload):
             return original, None, ""
         start = tokens[i].start() + len(raw) - len(raw.lstrip(_EDGE))  # punctuation after the payload stays
         owner = _owner(payload.split()[-1]) if re.match(r"\s+\w", text[start + len(payload):]) else None
@@ -758,6 +772,12 @@ class HeuristicPlanner:
         if not set(_words(rest)) - _GLUE:  # no instruction left ("hi"): not a task the tagger can read
             return original, None, ""
         return rest.strip(" ,;"), payload, f"payload read by the tagger in the whole request (p={math.exp(log_p):.2f}){heading}"
+
+    def _only_refers(self, payload: str) -> bool:
+        """A lone pronoun or name of a result ("uppercase this", "capitalize me") refers to a
+        payload the request does not hold, unless a brick knows it as an input ("answer")."""
+        word = payload.strip(_EDGE).lower()
+        return word in _REFERS_ONLY and not any(word in keys for keys in self._facts()[0].values())
 
     def _payload_piece(self, marked: list[tuple[str, bool]], explain: list[str]) -> tuple[list[tuple[str, bool]], str | None]:
         """The first or last piece as the payload when it reads as no step and the others all

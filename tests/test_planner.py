@@ -413,17 +413,6 @@ def test_a_confident_tagger_finds_the_payload_in_the_whole_request(guided, text,
     assert any("read by the tagger" in line for line in plan.explain)
 
 
-@needs_default
-def test_a_payload_does_not_end_with_a_sequencing_word(guided):
-    """"first" before the next step orders the steps (the tagger read "good night first" at
-    p = 1.00); at the very end of the request it may close a payload."""
-    plan = guided.plan("Reverse the letters of good night first, then uppercase it")
-    assert plan.payload == "good night" and len(plan.steps) == 2
-    plan = guided.plan("Could you write sweet home first in caps, then reverse it")
-    assert plan.payload == "sweet home" and len(plan.steps) == 2
-    assert guided.plan("uppercase: ladies first").payload == "ladies first"
-
-
 def test_the_tagged_payload_is_replaced_by_it_and_its_punctuation_kept():
     """The planner's mechanics around a tagger's span, with fixed log-odds per word."""
     def tagger_for(payload_words):
@@ -555,6 +544,26 @@ def test_no_payload_anywhere_is_a_clear_error(guided):
                  "reverse the letters please", "now do the plural"):
         with pytest.raises(PlanError, match="no input found"):
             guided.plan(text)
+
+
+@needs_default
+def test_a_lone_pronoun_is_no_payload_unless_delimited_or_known(guided):
+    """"uppercase this" (tagger p 0.92 for "this") and "capitalize me" refer to a text they do not
+    hold; quoted or after a colon a pronoun is the payload, and so is a brick's known input."""
+    for text in ("uppercase this", "capitalize me"):
+        with pytest.raises(PlanError, match="no input found"):
+            guided.plan(text)
+    assert guided.plan("uppercase: this").payload == "this" and guided.plan("reverse 'me'").payload == "me"
+    assert guided.plan("what is the opposite of answer").payload == "answer"
+
+
+@needs_default
+def test_a_step_asking_to_repeat_is_the_step_before(guided):
+    """"then do it again" names no brick (it retrieved a base skill, copy): it runs the step before."""
+    plan = guided.plan("Do rot13 on 'abc xyz', then do it again")
+    assert [s.instruction for s in plan.steps] == ["Do rot13 on it", "Do rot13 on it"]
+    assert any("repeats the step before" in line for line in plan.explain)
+    assert [s.instruction for s in guided.plan("rot13 hello. Do the same again.").steps] == ["rot13", "rot13"]
 
 
 def test_searches_are_remembered_until_the_library_changes(tmp_path):
