@@ -27,3 +27,19 @@ def test_composition_items_match_the_generator_and_repeat_no_card_example():
     # the card build keeps the phrasings off the cards by these hashes
     shipped = json.loads((ROOT / "composer" / "defaults" / "benchmark_wordings.json").read_text())["sha256"]
     assert shipped == built["hashes"], "benchmark_wordings.json is stale: rerun benchmarks.composition_data"
+
+
+def test_own_requests_are_well_formed():
+    """Every own request names known skills, holds its payload, has a true answer for it (table
+    skills: a known key) and appears once: a bad row would stop `benchmarks.own_requests`."""
+    from composer.defaults.skills import SKILLS
+
+    rows = [json.loads(line) for line in (ROOT / "benchmarks" / "data" / "own_requests.jsonl").read_text().splitlines()
+            if line.strip()]
+    assert len({row["instruction"] for row in rows}) == len(rows)
+    for row in rows:
+        assert set(row) == {"instruction", "skills", "payload", "set"}, row
+        assert row["payload"].lower() in row["instruction"].lower(), row["instruction"]
+        text = row["payload"]
+        for skill in row["skills"]:
+            text = SKILLS[skill].answer(text)  # KeyError: not a skill, or not a key of its table
